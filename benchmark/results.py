@@ -1,0 +1,81 @@
+"""Versioned result files: one JSON per run, never overwritten, written atomically.
+
+Layout: ``<output>/<dataset>/<retriever>/<UTC timestamp>-<config hash>.json``. A result holds everything needed to
+trust or reproduce it: metrics, cost, the full config, tokenizer/model provenance (pretrained vs stand-in/scratch),
+the dataset fingerprint (sha256 of each file used), package versions and the git commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+PACKAGES = ("torch", "transformers", "tokenizers", "sentence-transformers", "faiss-cpu", "pyserini", "bm25s",
+            "ir-measures", "numpy", "numba")
+
+
+def environment() -> dict[str, Any]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {"python": platform.python_version(), "platform": platform.platform(), "packages": versions,
+            "git": git_state()}
+
+
+def git_state() -> dict[str, Any]:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True)
+        return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None}
+
+
+def result_path(output: Path, dataset: str, retriever: str, config_hash: str, when: dt.datetime) -> Path:
+    stamp = when.strftime("%Y%m%dT%H%M%SZ")
+    return Path(output) / dataset / retriever / f"{stamp}-{config_hash}.json"
+
+
+def write_result(payload: dict[str, Any], output: Path, dataset: str, retriever: str, config_hash: str) -> Path:
+    """Write ``payload`` under a new versioned name; never replaces an existing file (a suffix is added instead)."""
+    when = dt.datetime.now(dt.UTC)
+    payload = {"schema_version": SCHEMA_VERSION, "created": when.isoformat(timespec="seconds"), **payload}
+    path = result_path(output, dataset, retriever, config_hash, when)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    candidate, n = path, 1
+    while True:
+        try:
+            os.link(tmp, candidate)  # fails if the name exists: an existing result is never overwritten
+            break
+        except FileExistsError:
+            n += 1
+            candidate = path.with_name(f"{path.stem}-{n}.json")
+    tmp.unlink()
+    return candidate
+
+
+def load_result(path: Path) -> dict[str, Any]:
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    version = data.get("schema_version", 0)
+    if version > SCHEMA_VERSION:
+        raise ValueError(f"{path}: schema_version {version} is newer than this prosper-bench understands")
+    return data
+
+
+def find_results(output: Path, dataset: str | None = None, retriever: str | None = None) -> list[Path]:
+    pattern = f"{dataset or '*'}/{retriever or '*'}/*.json"
+    return sorted(Path(output).glob(pattern))

@@ -1,0 +1,120 @@
+"""The one interface every retriever implements: index a corpus, search queries, report what it cost.
+
+Modelled on bm25s's small ``index``/``retrieve`` API and pyserini's searchers: a retriever is built from a plain config
+dataclass, may be fitted on training data, indexes a ``{pid: text}`` corpus into a folder, and answers a batch of
+``{qid: text}`` queries with a :data:`Run` (per query, a list of ``(pid, score)`` best first).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+Run = dict[str, list[tuple[str, float]]]
+
+
+@dataclass
+class CostStats:
+    """What a retriever cost. ``None`` means "does not apply" (e.g. FLOPS for a dense model)."""
+
+    index_size_bytes: int | None = None
+    index_time_s: float | None = None
+    train_time_s: float | None = None
+    latency_ms_p50: float | None = None
+    latency_ms_p95: float | None = None
+    latency_ms_mean: float | None = None
+    queries_per_s: float | None = None
+    flops: float | None = None  # average number of overlapping terms per query-document pair
+    query_terms_mean: float | None = None
+    doc_terms_mean: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def latency_summary(latencies_s: list[float]) -> dict[str, float]:
+    if not latencies_s:
+        return {}
+    ms = np.asarray(latencies_s) * 1000.0
+    return {
+        "latency_ms_p50": float(np.percentile(ms, 50)),
+        "latency_ms_p95": float(np.percentile(ms, 95)),
+        "latency_ms_mean": float(ms.mean()),
+        "queries_per_s": float(len(ms) / max(ms.sum() / 1000.0, 1e-12)),
+    }
+
+
+def directory_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def config_hash(config: Any) -> str:
+    payload = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+class Retriever(abc.ABC):
+    """Base class: subclasses set ``config_class`` and implement :meth:`index` and :meth:`search`."""
+
+    config_class: ClassVar[type]
+    #: True when the retriever must be fitted on training pairs before indexing.
+    needs_training: ClassVar[bool] = False
+
+    def __init__(self, config: Any = None):
+        self.config = config if config is not None else self.config_class()
+        self.stats = CostStats()
+        self._provenance: dict[str, Any] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    def fit(self, train_queries: Mapping[str, str], train_qrels: Mapping[str, Mapping[str, int]],
+            corpus: Mapping[str, str], work_dir: Path) -> None:
+        """Train on (query, positive passage) pairs. The default does nothing (unsupervised retrievers)."""
+        return None
+
+    @abc.abstractmethod
+    def index(self, corpus: Mapping[str, str], index_dir: Path) -> None:
+        """Build the index under ``index_dir`` (created by the caller); fill ``self.stats`` index fields."""
+
+    @abc.abstractmethod
+    def search(self, queries: Mapping[str, str], k: int = 1000) -> Run:
+        """Return the top-``k`` passages per query, best first; fill ``self.stats`` latency (and FLOPS) fields."""
+
+    def load(self, index_dir: Path) -> None:
+        """Reopen an index built earlier by :meth:`index` (so a second run need not rebuild it)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot reopen an index")
+
+    # -- reporting ---------------------------------------------------------------------------------------------
+    def provenance(self) -> dict[str, Any]:
+        """Which tokenizer / model weights were used: ``pretrained`` or ``stand-in``/``scratch``, never implied."""
+        return dict(self._provenance)
+
+    def cost(self) -> CostStats:
+        return self.stats
+
+
+class Timer:
+    """``with Timer() as t: ...; t.seconds``."""
+
+    def __enter__(self) -> Timer:
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    os.replace(tmp, path)

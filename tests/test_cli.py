@@ -1,0 +1,61 @@
+"""The CLI end to end on the demo set: result files, reuse, eval of the written run, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmark.cli import main
+from benchmark.results import find_results, load_result, write_result
+
+
+def test_run_writes_versioned_results_and_reuses_the_index(tmp_path, capsys):
+    out = tmp_path / "results"
+    assert main(["run", "bm25s-bert", "--dataset", "demo", "--output", str(out)]) == 0
+    assert main(["run", "bm25s-bert", "--dataset", "demo", "--output", str(out)]) == 0
+    paths = find_results(out, "demo", "bm25s-bert")
+    assert len(paths) == 2 and paths[0] != paths[1]  # a second run never overwrites the first
+    first, second = (load_result(p) for p in paths)
+    assert first["metrics"] == second["metrics"]  # same data, same config: identical metrics
+    assert not first["index"]["reused"] and second["index"]["reused"]
+    assert first["cost"]["index_time_s"] == second["cost"]["index_time_s"]  # carried over from the built index
+    for key in ("MRR@10", "Hit@1", "Hit@10", "Hit@100", "Hit@1000", "Recall@1000"):
+        assert 0.0 <= first["metrics"][key] <= 1.0
+    assert first["metrics"]["MRR@10"] > 0.4
+    assert first["provenance"]["tokenizer"]["kind"] == "stand-in"
+    assert first["dataset"]["corpus_label"] == "demo" and len(first["dataset"]["fingerprint"]) == 64
+    assert first["retriever"]["config"]["k1"] == 1.2 and first["retriever"]["config"]["b"] == 0.75
+    assert "numpy" in first["environment"]["packages"] and "git" in first["environment"]
+    summary = capsys.readouterr().out
+    assert "bm25s-bert" in summary and "MRR@10" in summary
+
+    # the TREC run written beside the result evaluates to the same numbers
+    capsys.readouterr()
+    assert main(["eval", str(paths[0].with_suffix(".trec")), "--dataset", "demo"]) == 0
+    printed = dict(line.split() for line in capsys.readouterr().out.splitlines())
+    assert float(printed["MRR@10"]) == pytest.approx(first["metrics"]["MRR@10"], abs=1e-4)
+
+
+def test_result_files_are_never_overwritten(tmp_path):
+    a = write_result({"metrics": {"x": 1}}, tmp_path, "d", "r", "h")
+    b = write_result({"metrics": {"x": 2}}, tmp_path, "d", "r", "h")
+    assert a != b
+    assert json.loads(a.read_text())["metrics"] == {"x": 1}
+    assert not list(tmp_path.rglob(".*tmp*"))  # no temporary file left behind
+
+
+def test_list_names_retrievers_and_datasets(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("bm25-bert", "bm25-qwen", "demo", "multicpr-ecom-pool", "multicpr-ecom"):
+        assert name in out
+
+
+def test_clear_errors(tmp_path, capsys):
+    assert main(["run", "no-such-retriever", "--dataset", "demo"]) == 2
+    assert "unknown retriever" in capsys.readouterr().err
+    assert main(["run"]) == 2
+    assert main(["run", "bm25-bert", "--dataset", "multicpr-ecom-pool", "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--data-dir" in err and "corpus.partial.tsv" in err

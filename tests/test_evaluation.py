@@ -1,0 +1,48 @@
+"""Metric values on hand-made runs whose answers are worked out by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmark.evaluation import evaluate, per_query
+from benchmark.runfile import read_trec_run, write_trec_run
+
+QRELS = {"q1": {"a": 1}, "q2": {"b": 1}, "q3": {"c": 1}, "q4": {"d": 1}}
+
+
+def test_hand_computed_values():
+    run = {
+        "q1": [("a", 9.0), ("x", 8.0)],  # rank 1 -> RR 1
+        "q2": [("x", 9.0), ("y", 8.0), ("b", 7.0)],  # rank 3 -> RR 1/3
+        "q3": [(f"n{i}", 100.0 - i) for i in range(10)] + [("c", 1.0)],  # rank 11 -> RR@10 0, in top 100
+        # q4: no results at all -> counts as 0, not left out of the mean
+    }
+    m = evaluate(run, QRELS)
+    assert m["MRR@10"] == pytest.approx((1 + 1 / 3 + 0 + 0) / 4)
+    assert m["Hit@1"] == pytest.approx(1 / 4)
+    assert m["Hit@10"] == pytest.approx(2 / 4)
+    assert m["Hit@100"] == pytest.approx(3 / 4)
+    assert m["Recall@1000"] == pytest.approx(3 / 4)
+    assert m["queries"] == 4 and m["queries_without_results"] == 1
+
+
+def test_recall_differs_from_hit_with_two_positives():
+    qrels = {"q": {"a": 1, "b": 1}}
+    run = {"q": [("a", 2.0), ("z", 1.0)]}
+    m = evaluate(run, qrels)
+    assert m["Hit@10"] == 1.0 and m["Recall@10"] == 0.5
+
+
+def test_queries_outside_qrels_are_ignored_and_empty_run_scores_zero():
+    m = evaluate({"other": [("a", 1.0)]}, QRELS)
+    assert m["MRR@10"] == 0.0 and m["queries_without_results"] == 4
+    assert per_query({}, QRELS)["MRR@10"] == dict.fromkeys(QRELS, 0.0)
+
+
+def test_trec_run_round_trip(tmp_path):
+    run = {"q1": [("a", 2.5), ("b", 1.25)], "q2": [("c", 0.5)]}
+    path = tmp_path / "run.trec"
+    write_trec_run(run, path, tag="t")
+    assert path.read_text().splitlines()[0] == "q1 Q0 a 1 2.500000 t"
+    assert read_trec_run(path) == run
+    assert evaluate(read_trec_run(path), QRELS)["MRR@10"] == pytest.approx(1 / 4)
