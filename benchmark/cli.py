@@ -34,6 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--k", type=int, default=1000, help="hits per query (default 1000)")
     run.add_argument("--rebuild", action="store_true", help="rebuild indexes even when a cached one exists")
 
+    bench = sub.add_parser("index-bench", help="benchmark the inverted index against Lucene, PISA and Seismic")
+    bench.add_argument("--docs", type=int, nargs="+", default=[100_000, 1_000_000], help="collection sizes")
+    bench.add_argument("--queries", type=int, default=500)
+    bench.add_argument("--peers", nargs="*", default=["lucene", "pisa", "seismic"])
+    bench.add_argument("--threads", type=int, default=2)
+    bench.add_argument("--work-dir", help="scratch folder for the indexes (default: system temp)")
+    bench.add_argument("--output", default=str(DEFAULT_OUTPUT))
+
     ev = sub.add_parser("eval", help="evaluate a TREC run file against a dataset's qrels")
     ev.add_argument("runfile")
     _add_data_args(ev)
@@ -99,6 +107,20 @@ def _print_summary(dataset, rows) -> None:
         print(f"{name:<16} {mrr * 100:7.2f} {h10 * 100:7.2f} {h1k * 100:7.2f} {flops_s} {p50_s}  {path}")
 
 
+def cmd_index_bench(args: argparse.Namespace) -> int:
+    from benchmark.index_bench import IndexBenchConfig, markdown, run_index_bench, write_reports
+
+    reports = []
+    for n_docs in args.docs:
+        cfg = IndexBenchConfig(n_docs=n_docs, n_queries=args.queries, peers=tuple(args.peers), threads=args.threads,
+                               work_dir=args.work_dir)
+        reports.append(run_index_bench(cfg))
+        print(markdown(reports[-1:]))
+    json_path, md_path = write_reports(reports, Path(args.output))
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from benchmark.evaluation import evaluate
     from benchmark.runfile import read_trec_run
@@ -115,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     for noisy in ("bm25s", "jieba"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    handlers = {"list": cmd_list, "run": cmd_run, "eval": cmd_eval}
+    handlers = {"list": cmd_list, "run": cmd_run, "eval": cmd_eval, "index-bench": cmd_index_bench}
     try:
         return handlers[args.command](args)
     except DataError as err:

@@ -125,78 +125,118 @@ def _exhaustive(offsets, docs, impacts, terms, weights, k, acc, out_s, out_d):
 # --------------------------------------------------------------------------------------------- MaxScore / BMM
 @numba.njit(nogil=True)
 def _daat(offsets, docs, impacts, block_offsets, block_last, block_max, term_max, terms, weights, k, use_blocks,
-          out_s, out_d):
+          n_docs, block_size, window, acc, out_s, out_d):
+    """MaxScore over windows of ``window`` documents, as Lucene's MaxScoreBulkScorer does.
+
+    Per window, lists are split into essential and non-essential by their upper bounds: the lists with the smallest
+    bounds whose bounds sum to at most theta (the k-th best score so far) are non-essential - a document found only in
+    them cannot enter the top k. Essential lists are scored term-at-a-time into a small accumulator; each touched
+    document is checked against theta with the non-essential bounds, and only then are those lists probed (binary
+    search), heaviest first, stopping as soon as the rest cannot lift it above theta.
+
+    ``use_blocks`` (Block-Max MaxScore): a list's bound in a window is the largest block maximum among its blocks that
+    overlap the window, not its global maximum, so the split is redone per window, much tighter; a window whose bounds
+    sum to at most theta is skipped whole.
+    """
     m = terms.shape[0]
     ub = np.empty(m, np.int64)
     for i in range(m):
         ub[i] = weights[i] * np.int64(term_max[terms[i]])
-    order = np.argsort(ub, kind="mergesort")  # ascending upper bound: non-essential lists first
-    ts = terms[order]
-    ws = weights[order]
-    prefix = np.cumsum(ub[order])
     pos = np.empty(m, np.int64)
     end = np.empty(m, np.int64)
+    start_of = np.empty(m, np.int64)
     bpos = np.empty(m, np.int64)
     bend = np.empty(m, np.int64)
+    bstart = np.empty(m, np.int64)
     for i in range(m):
-        pos[i], end[i] = offsets[ts[i]], offsets[ts[i] + 1]
-        bpos[i], bend[i] = block_offsets[ts[i]], block_offsets[ts[i] + 1]
+        pos[i], end[i] = offsets[terms[i]], offsets[terms[i] + 1]
+        start_of[i] = pos[i]
+        bpos[i], bend[i] = block_offsets[terms[i]], block_offsets[terms[i] + 1]
+        bstart[i] = bpos[i]
+    order = np.argsort(ub, kind="mergesort")  # ascending bound: non-essential candidates first
+    prefix = np.cumsum(ub[order])
+    bound = ub.copy()
     hs = np.empty(k, np.int64)
     hd = np.empty(k, np.int32)
     size = 0
     theta = np.int64(-1)  # score to beat once the heap is full; -1 while it is not
-    first = 0  # lists [0, first) are non-essential: together they cannot lift a document above theta
-    no_doc = np.int64(2**62)
-    while first < m:
-        d = no_doc
-        for i in range(first, m):
-            if pos[i] < end[i] and docs[pos[i]] < d:
-                d = docs[pos[i]]
-        if d == no_doc:
-            break
-        score = np.int64(0)
-        for i in range(first, m):
-            if pos[i] < end[i] and docs[pos[i]] == d:
-                score += ws[i] * np.int64(impacts[pos[i]])
-                pos[i] += 1
-        pruned = False
-        if first > 0:
-            if use_blocks and theta >= 0:
-                bound = score
-                for i in range(first):
-                    b = bpos[i]
-                    while b < bend[i] and block_last[b] < d:
-                        b += 1
-                    bpos[i] = b
-                    if b < bend[i]:
-                        bound += ws[i] * np.int64(block_max[b])
-                pruned = bound <= theta
-            if not pruned:
-                for i in range(first - 1, -1, -1):
-                    if theta >= 0 and score + prefix[i] <= theta:
+    for w0 in range(0, n_docs, window):
+        w1 = min(w0 + window, n_docs)
+        if use_blocks and theta >= 0:
+            total = np.int64(0)
+            for i in range(m):
+                b = bpos[i]
+                while b < bend[i] and block_last[b] < w0:
+                    b += 1
+                bpos[i] = b
+                best = 0
+                while b < bend[i] and docs[start_of[i] + (b - bstart[i]) * block_size] < w1:
+                    if block_max[b] > best:
+                        best = block_max[b]
+                    if block_last[b] >= w1:
+                        break
+                    b += 1
+                bound[i] = weights[i] * np.int64(best)
+                total += bound[i]
+            if total <= theta:
+                continue  # no document of this window can enter the top k
+            order = np.argsort(bound, kind="mergesort")
+            prefix = np.cumsum(bound[order])
+        first = 0
+        if theta >= 0:
+            while first < m and prefix[first] <= theta:
+                first += 1
+        if first == m:
+            if not use_blocks:
+                break  # with global bounds, no later window can do better either
+            continue
+        touched = False
+        for r in range(first, m):
+            i = order[r]
+            p, e, wi = pos[i], end[i], weights[i]
+            if p < e and docs[p] < w0:
+                p += np.searchsorted(docs[p:e], w0)
+            while p < e and docs[p] < w1:
+                acc[docs[p] - w0] += wi * np.int64(impacts[p])
+                p += 1
+                touched = True
+            pos[i] = p
+        if not touched:
+            continue
+        for j in range(w1 - w0):
+            score = acc[j]
+            if score == 0:
+                continue
+            acc[j] = 0
+            d = w0 + j
+            if first > 0:
+                if theta >= 0 and score + prefix[first - 1] <= theta:
+                    continue
+                pruned = False
+                for r in range(first - 1, -1, -1):
+                    if theta >= 0 and score + prefix[r] <= theta:
                         pruned = True
                         break
+                    i = order[r]
                     p, e = pos[i], end[i]
                     if p < e and docs[p] < d:
                         p += np.searchsorted(docs[p:e], d)
                         pos[i] = p
                     if p < e and docs[p] == d:
-                        score += ws[i] * np.int64(impacts[p])
-        if pruned or score <= 0:
-            continue
-        if size < k or score > theta:  # documents come in increasing order: a tie never beats the heap's worst
-            size = _heap_offer(hs, hd, size, k, score, np.int32(d))
-            if size == k:
-                theta = hs[0]
-                while first < m and prefix[first] <= theta:
-                    first += 1
+                        score += weights[i] * np.int64(impacts[p])
+                if pruned:
+                    continue
+            if size < k or score > theta:  # documents come in increasing order: a tie never beats the heap's worst
+                size = _heap_offer(hs, hd, size, k, score, np.int32(d))
+                if size == k:
+                    theta = hs[0]
     _write_sorted(hs, hd, size, out_s, out_d)
 
 
 @numba.njit(nogil=True)
-def _search_chunk(offsets, docs, impacts, block_offsets, block_last, block_max, term_max, n_docs,
+def _search_chunk(offsets, docs, impacts, block_offsets, block_last, block_max, term_max, n_docs, block_size, window,
                   q_indptr, q_terms, q_weights, start, stop, k, algorithm, out_s, out_d):
-    acc = np.zeros(n_docs if algorithm == 0 else 1, np.int64)
+    acc = np.zeros(n_docs if algorithm == 0 else window, np.int64)
     for q in range(start, stop):
         terms = q_terms[q_indptr[q]:q_indptr[q + 1]]
         weights = q_weights[q_indptr[q]:q_indptr[q + 1]]
@@ -206,7 +246,7 @@ def _search_chunk(offsets, docs, impacts, block_offsets, block_last, block_max, 
             _exhaustive(offsets, docs, impacts, terms, weights, k, acc, out_s[q], out_d[q])
         else:
             _daat(offsets, docs, impacts, block_offsets, block_last, block_max, term_max, terms, weights, k,
-                  algorithm == 2, out_s[q], out_d[q])
+                  algorithm == 2, n_docs, np.int64(block_size), window, acc, out_s[q], out_d[q])
 
 
 # ------------------------------------------------------------------------------------------------------- index
@@ -335,8 +375,11 @@ class InvertedIndex:
 
     # -- search --------------------------------------------------------------------------------------------------
     def search(self, queries: sp.spmatrix, k: int = 10, algorithm: str = "bmm", top_m: int | None = None,
-               query_bits: int = 8, threads: int = 1) -> SearchResult:
-        """Exact top-k for each row of ``queries`` (n_queries x vocab, non-negative weights)."""
+               query_bits: int = 8, threads: int = 1, window: int = 4096) -> SearchResult:
+        """Exact top-k for each row of ``queries`` (n_queries x vocab, non-negative weights).
+
+        ``window``: documents per MaxScore window (DAAT algorithms only); a speed knob, never a change in results.
+        """
         if algorithm not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {algorithm!r}; choose from {ALGORITHMS}")
         if queries.shape[1] != self.vocab_size:
@@ -352,8 +395,8 @@ class InvertedIndex:
         arrays = [np.asarray(getattr(self, name)) for name in _ARRAYS]
 
         def work(bounds: tuple[int, int]) -> None:
-            _search_chunk(*arrays, self.n_docs, indptr, terms, weights, bounds[0], bounds[1], k_eff, code, out_s,
-                          out_d)
+            _search_chunk(*arrays, self.n_docs, self.block_size, window, indptr, terms, weights, bounds[0], bounds[1],
+                          k_eff, code, out_s, out_d)
 
         threads = max(1, min(threads, n))
         step = max(1, math.ceil(n / (threads * 4)))
