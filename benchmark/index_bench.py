@@ -287,8 +287,9 @@ def bench_seismic(cfg, index, docs, queries, scorer, refs, work: Path, report: R
             latencies.append(time.perf_counter() - start)
             retrieved.append([int(r[2]) for r in res])
         start = time.perf_counter()
-        sindex.batch_search(np.array([str(q) for q in range(len(qcomp))], dtype=string), qcomp, qval, k=k, query_cut=cfg.query_terms,
-                            heap_factor=0.9, num_threads=cfg.threads)
+        qids = np.array([str(q) for q in range(len(qcomp))], dtype=string)
+        sindex.batch_search(qids, qcomp, qval, k=k, query_cut=cfg.query_terms, heap_factor=0.9,
+                            num_threads=cfg.threads)
         qps = len(qcomp) / (time.perf_counter() - start)
         ref = refs[k]
         report.rows.append(Row("seismic (pyseismic-lsr)", "approximate, default build, heap_factor 0.9",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,47 +25,116 @@ def index_dir_for(spec: RetrieverSpec, dataset: Dataset, retriever_hash: str) ->
     return cache_dir() / "indexes" / f"{dataset.name}-{dataset.fingerprint[:12]}" / f"{spec.name}-{retriever_hash}"
 
 
+@dataclass
+class Fold:
+    """Which pairs a trained retriever learns from and which dev queries it is then evaluated on."""
+
+    name: str
+    train_queries: dict[str, str]
+    train_qrels: dict[str, dict[str, int]]
+    eval_qids: list[str]
+
+
+def training_folds(dataset: Dataset, n_folds: int = 2, seed: int = 13) -> tuple[str, list[Fold]]:
+    """The training protocol for ``dataset``.
+
+    Pool protocol (``corpus_label == 'pool'``): the pool holds only 182 train positives, so the 1,000 dev queries are
+    split in ``n_folds`` seeded folds; a model is trained on the train pairs plus the other folds' dev pairs and
+    evaluated on its own fold; the folds' runs are merged, so every dev query is scored by a model that never saw it
+    (with equal folds, the metrics of the merged run are the mean of the folds' metrics). Otherwise: the official
+    train split, evaluated on all dev queries.
+    """
+    if dataset.corpus_label != "pool":
+        return "official-train-split", [Fold("all", dataset.train_queries, dataset.train_qrels, list(dataset.queries))]
+    qids = sorted(dataset.qrels)
+    random.Random(seed).shuffle(qids)
+    parts = [sorted(qids[i::n_folds]) for i in range(n_folds)]
+    folds = []
+    for i, held_out in enumerate(parts):
+        train_q = dict(dataset.train_queries)
+        train_r = {q: dict(v) for q, v in dataset.train_qrels.items()}
+        for j, other in enumerate(parts):
+            if j != i:
+                for q in other:
+                    train_q[q] = dataset.queries[q]
+                    train_r[q] = dict(dataset.qrels[q])
+        folds.append(Fold(f"fold-{i}", train_q, train_r, held_out))
+    return f"pool-{n_folds}fold-cv (train pairs + other folds' dev pairs; each dev query scored by a model that never saw it)", folds
+
+
 def run_one(spec: RetrieverSpec, dataset: Dataset, output: Path, k: int = 1000, reuse_index: bool = True,
             overrides: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
     """Run one retriever on one dataset and write its versioned result file; return (path, payload)."""
-    retriever = spec.build(overrides)
-    chash = config_hash(retriever.config)
-    index_dir = index_dir_for(spec, dataset, chash)
-    done = index_dir / "DONE"
-    reused = reuse_index and done.exists()
-    if reused:
-        log.info("%s: reusing index %s", spec.name, index_dir)
-        retriever.load(index_dir)
-        saved = json.loads((index_dir / "index_stats.json").read_text())
-        for key in INDEX_STAT_FIELDS:
-            setattr(retriever.stats, key, saved.get(key))
+    probe = spec.build(overrides)
+    chash = config_hash(probe.config)
+    root = index_dir_for(spec, dataset, chash)
+    if probe.needs_training:
+        protocol, folds = training_folds(dataset)
     else:
-        if index_dir.exists():
-            shutil.rmtree(index_dir)  # a half-built index from an interrupted run
-        index_dir.mkdir(parents=True)
-        if retriever.needs_training:
-            with Timer() as timer:
-                retriever.fit(dataset.train_queries, dataset.train_qrels, dataset.corpus, index_dir)
-            retriever.stats.train_time_s = timer.seconds
-        log.info("%s: indexing %d passages", spec.name, len(dataset.corpus))
-        retriever.index(dataset.corpus, index_dir)
-        write_json_atomic(index_dir / "index_stats.json",
-                          {key: getattr(retriever.stats, key) for key in INDEX_STAT_FIELDS})
-        done.write_text("ok\n")
-    log.info("%s: searching %d queries (k=%d)", spec.name, len(dataset.queries), k)
-    run = retriever.search(dataset.queries, k=k)
+        protocol, folds = "no training", [Fold("all", {}, {}, list(dataset.queries))]
+    run: dict[str, list] = {}
+    fold_stats, retriever, reused_all = [], probe, True
+    for n, fold in enumerate(folds):
+        retriever = probe if n == 0 else spec.build(overrides)
+        index_dir = root if len(folds) == 1 else root / fold.name
+        reused = _fit_and_index(retriever, spec, dataset, fold, index_dir, reuse_index)
+        reused_all &= reused
+        log.info("%s: searching %d queries (k=%d)", spec.name, len(fold.eval_qids), k)
+        run.update(retriever.search({q: dataset.queries[q] for q in fold.eval_qids}, k=k))
+        fold_stats.append(retriever.cost().as_dict())
     metrics = evaluate(run, dataset.qrels)
+    cost = _combine_costs(fold_stats)
     payload = {
         "dataset": dataset.describe(),
         "retriever": {"name": spec.name, "class": spec.class_path, "description": spec.description,
-                      "paper_row": spec.paper_row, "config": asdict(retriever.config), "config_hash": chash},
-        "provenance": retriever.provenance(),
+                      "paper_row": spec.paper_row, "config": asdict(probe.config), "config_hash": chash},
+        "provenance": {**retriever.provenance(), "protocol": protocol},
         "k": k,
         "metrics": metrics,
-        "cost": retriever.cost().as_dict(),
-        "index": {"path": str(index_dir), "reused": reused},
+        "cost": cost,
+        "index": {"path": str(root), "reused": reused_all},
         "environment": environment(),
     }
     path = write_result(payload, output, dataset.name, spec.name, chash)
     write_trec_run(run, path.with_suffix(".trec"), tag=spec.name)
     return path, payload
+
+
+def _fit_and_index(retriever, spec: RetrieverSpec, dataset: Dataset, fold: Fold, index_dir: Path,
+                   reuse_index: bool) -> bool:
+    """Fit (if needed) and index into ``index_dir``, or reopen what an earlier run left there; True when reused."""
+    done = index_dir / "DONE"
+    if reuse_index and done.exists():
+        log.info("%s: reusing %s", spec.name, index_dir)
+        retriever.load(index_dir)
+        saved = json.loads((index_dir / "index_stats.json").read_text())
+        for key in INDEX_STAT_FIELDS:
+            setattr(retriever.stats, key, saved.get(key))
+        return True
+    if index_dir.exists():
+        shutil.rmtree(index_dir)  # a half-built index from an interrupted run
+    index_dir.mkdir(parents=True)
+    if retriever.needs_training:
+        log.info("%s: training on %d queries (%s)", spec.name, len(fold.train_qrels), fold.name)
+        with Timer() as timer:
+            retriever.fit(fold.train_queries, fold.train_qrels, dataset.corpus, index_dir)
+        retriever.stats.train_time_s = timer.seconds
+    log.info("%s: indexing %d passages", spec.name, len(dataset.corpus))
+    retriever.index(dataset.corpus, index_dir)
+    write_json_atomic(index_dir / "index_stats.json", {key: getattr(retriever.stats, key) for key in INDEX_STAT_FIELDS})
+    done.write_text("ok\n")
+    return False
+
+
+def _combine_costs(per_fold: list[dict[str, Any]]) -> dict[str, Any]:
+    """One cost record for the run: sums for training time, means for everything else; folds kept in ``extra``."""
+    if len(per_fold) == 1:
+        return per_fold[0]
+    combined: dict[str, Any] = {}
+    for key, value in per_fold[0].items():
+        values = [c[key] for c in per_fold if c.get(key) is not None]
+        if key == "extra" or not values or not isinstance(value, int | float):
+            continue
+        combined[key] = sum(values) if key == "train_time_s" else sum(values) / len(values)
+    combined["extra"] = {"folds": per_fold}
+    return combined

@@ -1,0 +1,275 @@
+"""Dense bi-encoders (DPR, BGE) built from sentence-transformers modules and losses, searched through Faiss.
+
+- DPR: BERT (``bert-base-chinese``), CLS pooling, dot product, InfoNCE over in-batch negatives (scale 1).
+- BGE: ``BAAI/bge-base-zh-v1.5`` / ``-large``: CLS pooling, L2-normalised, cosine with temperature 0.02 (scale 50,
+  as BGE fine-tunes), and BGE-zh's query instruction "为这个句子生成表示以用于检索相关文章：" prepended to queries.
+
+Weights load from a local path or the local Hugging Face cache when present (``kind: pretrained``). When they are
+absent, the ``scratch`` preset builds the same architecture family (BERT) at a small size, with the stand-in
+WordPiece tokenizer trained on the data, and trains it here (``kind: scratch``). Either way the model is then trained
+by the shared contrastive trainer on the same pairs as every other trained retriever.
+
+Faiss indexes: ``flat`` (exact inner product, the reference), ``hnsw`` and ``ivfpq`` (approximate); for the
+approximate ones the recall of the exact top-k is measured against a flat index and reported.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from retrievers.base import Retriever, Run, Timer, directory_size, latency_summary, write_json_atomic
+from retrievers.training import TrainConfig, train, training_pairs
+
+BGE_ZH_INSTRUCTION = "为这个句子生成表示以用于检索相关文章："
+
+
+@dataclass
+class ScratchPreset:
+    """A small model of the same family, trained from random initialisation when the weights are absent."""
+
+    hidden_size: int = 128
+    layers: int = 2
+    heads: int = 2
+    intermediate_size: int = 512
+
+
+@dataclass
+class DenseConfig:
+    model_id: str = "bert-base-chinese"
+    model_path: str | None = None  # a local folder with the real weights
+    pooling: str = "cls"
+    normalize: bool = False
+    similarity_scale: float = 1.0  # logits = scale * q.d (DPR: 1 with dot product; BGE: 1/0.02 with cosine)
+    query_instruction: str = ""
+    max_length: int = 64
+    scratch: ScratchPreset = field(default_factory=ScratchPreset)
+    allow_scratch: bool = True
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=6, batch_size=32, lr=5e-4))
+    index_type: str = "flat"  # flat | hnsw | ivfpq
+    hnsw_m: int = 32
+    hnsw_ef_search: int = 128
+    ivf_nlist: int | None = None  # default: about 4*sqrt(N)
+    ivf_nprobe: int = 8
+    pq_m: int = 16
+    encode_batch_size: int = 128
+    threads: int = 2
+    latency_queries: int = 1000
+
+
+class DenseEncoder(torch.nn.Module):
+    """A SentenceTransformer plus its loss; implements the shared trainer's protocol."""
+
+    def __init__(self, config: DenseConfig, model_dir: str | None = None, texts: Sequence[str] | None = None,
+                 work_dir: Path | None = None):
+        super().__init__()
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+        from sentence_transformers.util import cos_sim, dot_score
+
+        self.config = config
+        if model_dir is not None:  # reopen a trained model
+            self.st = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
+            self.provenance = json.loads((Path(model_dir) / "provenance.json").read_text())
+        else:
+            self.st, self.provenance = self._build(texts, work_dir)
+        similarity = cos_sim if config.normalize else dot_score
+        self.loss = MultipleNegativesRankingLoss(self.st, scale=config.similarity_scale, similarity_fct=similarity)
+
+    def _build(self, texts, work_dir):
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
+        source = self.config.model_path or self.config.model_id
+        try:
+            transformer = Transformer(source, max_seq_length=self.config.max_length,
+                                      model_kwargs={"local_files_only": True},
+                                      processor_kwargs={"local_files_only": True},
+                                      config_kwargs={"local_files_only": True})
+            provenance = {"model_id": self.config.model_id, "kind": "pretrained", "source": source}
+        except (OSError, ValueError) as err:
+            if self.config.model_path or not self.config.allow_scratch:
+                raise FileNotFoundError(f"weights for {self.config.model_id!r} not found at {source}: {err}") from err
+            transformer, provenance = self._scratch(texts, work_dir)
+        modules = [transformer, Pooling(transformer.get_embedding_dimension(), self.config.pooling)]
+        if self.config.normalize:
+            modules.append(Normalize())
+        return SentenceTransformer(modules=modules, device="cpu"), provenance
+
+    def _scratch(self, texts, work_dir):
+        from sentence_transformers.sentence_transformer.modules import Transformer
+        from transformers import BertConfig, BertModel
+
+        from retrievers.tokenization import load_tokenizer
+
+        if texts is None or work_dir is None:
+            raise ValueError("a scratch model needs training texts and a work folder")
+        tokenizer = load_tokenizer("bert-base-chinese", texts)
+        preset = self.config.scratch
+        bert = BertConfig(vocab_size=len(tokenizer.hf), hidden_size=preset.hidden_size,
+                          num_hidden_layers=preset.layers, num_attention_heads=preset.heads,
+                          intermediate_size=preset.intermediate_size,
+                          max_position_embeddings=max(128, self.config.max_length + 2))
+        torch.manual_seed(self.config.train.seed)
+        folder = Path(work_dir) / "scratch-init"
+        BertModel(bert).save_pretrained(str(folder))
+        tokenizer.hf.save_pretrained(str(folder))
+        provenance = {"model_id": self.config.model_id, "kind": "scratch", "architecture": "bert",
+                      "preset": asdict(preset), "tokenizer": tokenizer.provenance,
+                      "note": f"{self.config.model_id} weights absent: small BERT trained from random initialisation"}
+        return Transformer(str(folder), max_seq_length=self.config.max_length), provenance
+
+    # -- trainer protocol --------------------------------------------------------------------------------------
+    def _features(self, texts: Sequence[str]) -> dict[str, Any]:
+        return self.st.preprocess(list(texts))
+
+    def query_texts(self, queries: Sequence[str]) -> list[str]:
+        return [self.config.query_instruction + q for q in queries]
+
+    def training_loss(self, queries, passages, step, total_steps):
+        loss = self.loss([self._features(self.query_texts(queries)), self._features(passages)], None)
+        return loss, {}
+
+    def encode(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        return self.st.encode(list(texts), batch_size=batch_size or self.config.encode_batch_size,
+                              convert_to_numpy=True, show_progress_bar=len(texts) > 5000).astype(np.float32)
+
+    def score_pairs(self, queries, passages):
+        q = torch.from_numpy(self.encode(self.query_texts(queries)))
+        d = torch.from_numpy(self.encode(passages))
+        return q @ d.T
+
+    def save(self, path: Path) -> None:
+        self.st.save(str(path))
+        (Path(path) / "provenance.json").write_text(json.dumps(self.provenance, ensure_ascii=False, indent=2))
+
+    def load_weights(self, path: Path) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        loaded = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        self.st.load_state_dict(loaded.state_dict())
+
+
+def build_faiss(vectors: np.ndarray, config: DenseConfig):
+    """Build the configured Faiss index over ``vectors`` (inner product)."""
+    import faiss
+
+    n, dim = vectors.shape
+    if config.index_type == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif config.index_type == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efSearch = config.hnsw_ef_search
+    elif config.index_type == "ivfpq":
+        nlist = config.ivf_nlist or max(1, min(int(4 * np.sqrt(n)), n // 39))
+        m = config.pq_m if dim % config.pq_m == 0 else 8
+        nbits = int(min(8, max(4, np.floor(np.log2(max(n, 16) / 39)))))
+        index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
+        index.train(vectors)
+        index.nprobe = min(config.ivf_nprobe, nlist)
+    else:
+        raise ValueError(f"unknown index_type {config.index_type!r}: flat, hnsw or ivfpq")
+    index.add(vectors)
+    return index
+
+
+class DenseRetriever(Retriever):
+    config_class = DenseConfig
+    needs_training = True
+
+    def __init__(self, config: DenseConfig | None = None):
+        super().__init__(config)
+        if isinstance(self.config.scratch, dict):
+            self.config.scratch = ScratchPreset(**self.config.scratch)
+        if isinstance(self.config.train, dict):
+            self.config.train = TrainConfig(**self.config.train)
+        self.encoder: DenseEncoder | None = None
+
+    def fit(self, train_queries, train_qrels, corpus, work_dir: Path) -> None:
+        import faiss
+
+        faiss.omp_set_num_threads(self.config.threads)
+        torch.set_num_threads(self.config.threads)
+        pairs = training_pairs(dict(train_queries), dict(train_qrels), dict(corpus))
+        texts = list(corpus.values()) + [q for q, _ in pairs]
+        self.encoder = DenseEncoder(self.config, texts=texts, work_dir=Path(work_dir))
+        summary = train(self.encoder, pairs, self.config.train, Path(work_dir) / "checkpoints")
+        self.encoder.save(Path(work_dir) / "model")
+        self._provenance["model"] = self.encoder.provenance
+        self._provenance["training"] = summary
+
+    def index(self, corpus: Mapping[str, str], index_dir: Path) -> None:
+        import faiss
+
+        if self.encoder is None:
+            raise RuntimeError("fit() the dense retriever before indexing (or load() a trained one)")
+        self._pids = list(corpus)
+        with Timer() as timer:
+            vectors = self.encoder.encode([corpus[p] for p in self._pids])
+            self._faiss = build_faiss(vectors, self.config)
+        faiss.write_index(self._faiss, str(Path(index_dir) / "faiss.index"))
+        (Path(index_dir) / "pids.json").write_text(json.dumps(self._pids, ensure_ascii=False))
+        write_json_atomic(Path(index_dir) / "provenance.json", self._provenance)
+        self._vectors = vectors
+        self.stats.index_time_s = timer.seconds
+        self.stats.index_size_bytes = (Path(index_dir) / "faiss.index").stat().st_size
+        self.stats.extra.update({"dimension": int(vectors.shape[1]), "index_type": self.config.index_type,
+                                 "bytes_per_passage": self.stats.index_size_bytes / max(1, len(self._pids))})
+
+    def load(self, index_dir: Path) -> None:
+        import faiss
+
+        index_dir = Path(index_dir)
+        self.encoder = DenseEncoder(self.config, model_dir=str(index_dir / "model"))
+        self._faiss = faiss.read_index(str(index_dir / "faiss.index"))
+        self._pids = json.loads((index_dir / "pids.json").read_text())
+        self._provenance = json.loads((index_dir / "provenance.json").read_text())
+        self._vectors = None
+        self.stats.index_size_bytes = (index_dir / "faiss.index").stat().st_size
+
+    def search(self, queries: Mapping[str, str], k: int = 1000) -> Run:
+        qids = list(queries)
+        q = self.encoder.encode(self.encoder.query_texts([queries[i] for i in qids]))
+        k_eff = min(k, len(self._pids))
+        scores, ids = self._faiss.search(q, k_eff)
+        run: Run = {qid: [(self._pids[j], float(s)) for j, s in zip(ids[n], scores[n], strict=True) if j >= 0]
+                    for n, qid in enumerate(qids)}
+        latencies = []
+        for text in [queries[i] for i in qids][: self.config.latency_queries]:
+            start = time.perf_counter()
+            vec = self.encoder.encode(self.encoder.query_texts([text]), batch_size=1)
+            self._faiss.search(vec, min(10, k_eff))
+            latencies.append(time.perf_counter() - start)
+        for key, value in latency_summary(latencies).items():
+            setattr(self.stats, key, value)
+        self.stats.extra["latency_includes_query_encoding"] = True
+        if self.config.index_type != "flat":
+            self.stats.extra["recall_of_exact_top_k"] = self._recall_vs_flat(q, ids, k_eff)
+        return run
+
+    def _recall_vs_flat(self, q: np.ndarray, ids: np.ndarray, k: int) -> dict[str, float]:
+        import faiss
+
+        vectors = self._vectors
+        if vectors is None:
+            vectors = self._faiss.reconstruct_n(0, self._faiss.ntotal) if self.config.index_type == "hnsw" else None
+        if vectors is None:
+            return {}
+        flat = faiss.IndexFlatIP(vectors.shape[1])
+        flat.add(vectors)
+        out = {}
+        for cutoff in sorted({10, min(k, 1000)}):
+            _, exact = flat.search(q, cutoff)
+            hits = [len(set(ids[i, :cutoff]) & set(exact[i])) / cutoff for i in range(q.shape[0])]
+            out[f"recall@{cutoff}"] = float(np.mean(hits))
+        return out
+
+    def index_footprint(self, index_dir: Path) -> int:
+        return directory_size(index_dir)

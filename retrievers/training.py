@@ -1,0 +1,199 @@
+"""The one contrastive trainer every trained retriever uses: InfoNCE over in-batch negatives, AdamW, linear warm-up.
+
+Why one trainer: the paper's comparison is only fair when every model sees the same pairs, seeds, batch size and
+schedule. A model supplies two encoders (query texts -> tensor, passage texts -> tensor), a similarity, and optional
+regularisers (the FLOPS term of sparse models); the trainer owns everything else:
+
+- seeded shuffling and initialisation (``torch.manual_seed``), deterministic on CPU;
+- AdamW (weight decay 0.1 as in the paper), linear warm-up then linear decay;
+- a checkpoint after every epoch (``save_pretrained``-style folder written by the model, plus optimizer state), so a
+  killed run resumes from the last finished epoch;
+- validation on held-out training pairs after every epoch, keeping the best epoch (the paper keeps the best of 5).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from tqdm.auto import tqdm
+
+log = logging.getLogger("benchmark.training")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 5
+    batch_size: int = 32
+    lr: float = 3e-5
+    weight_decay: float = 0.1
+    warmup_fraction: float = 0.06  # of all steps (the paper: ~0.3 epoch of 5)
+    seed: int = 13
+    validation_pairs: int = 100  # held out from the training pairs to pick the best epoch; 0 = keep the last
+    max_grad_norm: float = 1.0
+
+
+class Trainable(Protocol):
+    """What a model gives the trainer."""
+
+    def parameters(self) -> Any: ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+    def training_loss(self, queries: Sequence[str], passages: Sequence[str], step: int, total_steps: int
+                      ) -> tuple[torch.Tensor, dict[str, float]]: ...
+
+    def score_pairs(self, queries: Sequence[str], passages: Sequence[str]) -> torch.Tensor: ...
+
+    def save(self, path: Path) -> None: ...
+
+    def load_weights(self, path: Path) -> None: ...
+
+
+def info_nce(q: torch.Tensor, d: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """InfoNCE with in-batch negatives: query i's positive is passage i; every other passage is a negative."""
+    scores = (q @ d.T) * scale
+    return torch.nn.functional.cross_entropy(scores, torch.arange(q.shape[0], device=q.device))
+
+
+def training_pairs(train_queries: dict[str, str], train_qrels: dict[str, dict[str, int]],
+                   corpus: dict[str, str]) -> list[tuple[str, str]]:
+    """(query text, positive passage text) pairs, in a fixed order."""
+    pairs = []
+    for qid in sorted(train_qrels):
+        for pid, rel in sorted(train_qrels[qid].items()):
+            if rel > 0 and qid in train_queries and pid in corpus:
+                pairs.append((train_queries[qid], corpus[pid]))
+    if not pairs:
+        raise ValueError("no training pairs: the dataset has no train queries whose positive is in the corpus")
+    return pairs
+
+
+def _batches(pairs: list[tuple[str, str]], batch_size: int, rng: random.Random) -> list[list[tuple[str, str]]]:
+    """Shuffled batches in which no passage appears twice (a duplicate would be a false in-batch negative)."""
+    order = pairs[:]
+    rng.shuffle(order)
+    batches, current, seen = [], [], set()
+    spill = []
+    for pair in order:
+        if pair[1] in seen:
+            spill.append(pair)
+            continue
+        current.append(pair)
+        seen.add(pair[1])
+        if len(current) == batch_size:
+            batches.append(current)
+            current, seen = [], set()
+    leftovers = current + spill
+    for start in range(0, len(leftovers), batch_size):
+        chunk = list({p[1]: p for p in leftovers[start:start + batch_size]}.values())
+        if len(chunk) > 1:
+            batches.append(chunk)
+    return batches
+
+
+def _mrr(model: Trainable, pairs: list[tuple[str, str]]) -> float:
+    """Validation: MRR of each held-out query's positive among all held-out passages."""
+    with torch.no_grad():
+        scores = model.score_pairs([q for q, _ in pairs], [p for _, p in pairs])
+    ranks = (scores > scores.diag()[:, None]).sum(dim=1) + 1
+    return float((1.0 / ranks.float()).mean())
+
+
+def train(model: Trainable, pairs: list[tuple[str, str]], config: TrainConfig, work_dir: Path,
+          on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
+    """Train ``model`` on ``pairs``; checkpoints under ``work_dir``; returns a summary for the result file."""
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(config.seed)
+    torch.manual_seed(config.seed)
+    pairs = pairs[:]
+    rng.shuffle(pairs)
+    n_val = min(config.validation_pairs, len(pairs) // 5)
+    validation, pairs = pairs[:n_val], pairs[n_val:]
+    steps_per_epoch = len(_batches(pairs, config.batch_size, random.Random(0)))
+    total = max(1, steps_per_epoch * config.epochs)
+    warmup = max(1, int(config.warmup_fraction * total))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
+    state_file = work_dir / "trainer_state.json"
+    history: list[dict[str, float]] = []
+    start_epoch, step, best = 0, 0, -1.0
+    if state_file.exists():  # resume after an interruption
+        state = json.loads(state_file.read_text())
+        start_epoch, step, best, history = state["epoch"], state["step"], state["best"], state["history"]
+        model.load_weights(work_dir / "last")
+        optimizer.load_state_dict(torch.load(work_dir / "last" / "optimizer.pt", weights_only=True))
+        schedule.load_state_dict(torch.load(work_dir / "last" / "scheduler.pt", weights_only=True))
+        log.info("resuming at epoch %d", start_epoch + 1)
+    for epoch in range(start_epoch, config.epochs):
+        model.train(True)
+        epoch_rng = random.Random(config.seed * 1000 + epoch)
+        totals: dict[str, float] = {}
+        batches = _batches(pairs, config.batch_size, epoch_rng)
+        for batch in tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=None):
+            loss, parts = model.training_loss([q for q, _ in batch], [p for _, p in batch], step, total)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.max_grad_norm)
+            optimizer.step()
+            schedule.step()
+            step += 1
+            for key, value in {"loss": float(loss.detach()), **parts}.items():
+                totals[key] = totals.get(key, 0.0) + value
+        model.train(False)
+        record = {k: v / max(1, len(batches)) for k, v in totals.items()}
+        record["epoch"] = epoch + 1
+        if validation:
+            record["val_mrr"] = _mrr(model, validation)
+        history.append(record)
+        log.info("epoch %d: %s", epoch + 1, record)
+        if on_epoch:
+            on_epoch(epoch + 1, record)
+        improved = not validation or record["val_mrr"] > best
+        if improved:
+            best = record.get("val_mrr", best)
+            _save(model, work_dir / "best")
+        _save(model, work_dir / "last", optimizer, schedule)
+        tmp = state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"epoch": epoch + 1, "step": step, "best": best, "history": history}))
+        os.replace(tmp, state_file)
+    model.load_weights(work_dir / "best")
+    model.train(False)
+    best_epoch = max(history, key=lambda r: r.get("val_mrr", r["epoch"]))["epoch"] if history else None
+    return {"config": asdict(config), "pairs": len(pairs), "validation_pairs": len(validation), "steps": step,
+            "best_epoch": best_epoch, "history": history}
+
+
+def _save(model: Trainable, path: Path, optimizer=None, schedule=None) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save(tmp)
+    if optimizer is not None:
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(schedule.state_dict(), tmp / "scheduler.pt")
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+
+
+def quadratic_warmup(step: int, total_steps: int, warmup_fraction: float) -> float:
+    """0 -> 1 quadratically over the first ``warmup_fraction`` of training (the FLOPS lambda schedule)."""
+    horizon = max(1.0, warmup_fraction * total_steps)
+    return min(1.0, ((step + 1) / horizon) ** 2)
+
+
+def steps_for_epochs(n_pairs: int, batch_size: int, epochs: float) -> int:
+    return int(math.ceil(n_pairs / batch_size) * epochs)
