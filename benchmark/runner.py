@@ -59,7 +59,9 @@ def training_folds(dataset: Dataset, n_folds: int = 2, seed: int = 13) -> tuple[
                     train_q[q] = dataset.queries[q]
                     train_r[q] = dict(dataset.qrels[q])
         folds.append(Fold(f"fold-{i}", train_q, train_r, held_out))
-    return f"pool-{n_folds}fold-cv (train pairs + other folds' dev pairs; each dev query scored by a model that never saw it)", folds
+    protocol = (f"pool-{n_folds}fold-cv (train pairs + other folds' dev pairs; "
+                "each dev query scored by a model that never saw it)")
+    return protocol, folds
 
 
 def run_one(spec: RetrieverSpec, dataset: Dataset, output: Path, k: int = 1000, reuse_index: bool = True,
