@@ -1,0 +1,361 @@
+"""Learned sparse retrievers - SPLADE, SP-Qwen and PROSPER with its ablations - as options of one encoder.
+
+Every variant of the paper's Table 2 and its ablations is a :class:`SparseConfig`, never a copy of code:
+
+- backbone ``bert`` (masked-LM head, ``bert-base-chinese``) or ``qwen2`` (causal LM, ``Qwen/Qwen2.5-3B``);
+- ``pooling`` ``max`` (SPLADE) or ``last`` (PROSPER's last-token pooling); ``echo`` (input twice, read the second
+  copy) and ``bidirectional`` (no causal mask) for causal backbones;
+- ``lrn`` ``none`` / ``max`` (PROSPER) / ``add``, on ``lrn_side`` ``both`` / ``query`` / ``doc``;
+- ``lfw_query`` / ``lfw_doc`` window sizes (None = no LFW) and ``lfw_dynamic`` schedules;
+- ``normalisation`` (PROSPER: ``query-l2``), FLOPS weights ``lambda_q`` / ``lambda_d`` with a quadratic warm-up over
+  ``flops_warmup_epochs``;
+- ``train_terms`` / ``match_terms``: ``all``, ``literal`` (only the input's own tokens) or ``expansion`` (only others).
+
+Paper choices made here (documented, configurable): LFW is applied at indexing and query time as in training
+(``lfw_at_inference``); the query side is served with its top ``query_top_m`` terms (None offline; 16 "online").
+Weights load through transformers when present locally (``kind: pretrained``); otherwise a ``scratch`` preset of the
+same architecture is trained here (``kind: scratch``), with the stand-in tokenizer of the family.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from tqdm.auto import tqdm
+
+from retrievers import sparse_ops as ops
+from retrievers.base import Retriever, Run, Timer, latency_summary, write_json_atomic
+from retrievers.inverted_index import InvertedIndex
+from retrievers.training import TrainConfig, info_nce, quadratic_warmup, train, training_pairs
+
+DEFAULT_IDS = {"bert": "bert-base-chinese", "qwen2": "Qwen/Qwen2.5-3B"}
+
+
+@dataclass
+class SparseScratch:
+    hidden_size: int = 128
+    layers: int = 2
+    heads: int = 4
+    kv_heads: int = 2
+    intermediate_size: int = 256
+
+
+@dataclass
+class SparseConfig:
+    backbone: str = "qwen2"  # bert | qwen2
+    model_id: str | None = None  # default: bert-base-chinese / Qwen/Qwen2.5-3B
+    model_path: str | None = None
+    pooling: str = "last"  # max | last
+    echo: bool = False
+    bidirectional: bool = False
+    lrn: str = "max"  # none | max | add
+    lrn_side: str = "both"  # both | query | doc
+    lfw_query: int | None = 256
+    lfw_doc: int | None = 512
+    lfw_dynamic: bool = False
+    lfw_dynamic_query: tuple[int, ...] = (256, 128, 64)
+    lfw_dynamic_doc: tuple[int, ...] = (512, 256, 128)
+    lfw_at_inference: bool = True
+    normalisation: str = "query-l2"
+    lambda_q: float = 5e-3
+    lambda_d: float = 1e-3
+    flops_warmup_epochs: float = 1.5
+    train_terms: str = "all"  # all | literal | expansion
+    match_terms: str = "all"
+    max_length: int = 64
+    scratch: SparseScratch = field(default_factory=SparseScratch)
+    allow_scratch: bool = True
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, batch_size=32, lr=1e-3))
+    query_top_m: int | None = None
+    block_size: int = 64
+    algorithm: str = "bmm"
+    encode_batch_size: int = 64
+    threads: int = 2
+    latency_queries: int = 1000
+
+
+class SparseEncoder(torch.nn.Module):
+    """Backbone + (optional) LRN head; encodes texts into vocabulary-sized non-negative vectors."""
+
+    def __init__(self, config: SparseConfig, model_dir: Path | None = None, texts: Sequence[str] | None = None):
+        super().__init__()
+        self.config = config
+        if config.backbone not in DEFAULT_IDS:
+            raise ValueError(f"unknown backbone {config.backbone!r}: bert or qwen2")
+        if config.backbone == "bert" and (config.echo or config.bidirectional):
+            raise ValueError("echo and bidirectional apply to causal backbones (qwen2) only")
+        self.model_id = config.model_id or DEFAULT_IDS[config.backbone]
+        if model_dir is not None:
+            self._load_dir(Path(model_dir))
+        else:
+            self._build(texts)
+        hidden = self.backbone.config.hidden_size
+        vocab = self.backbone.config.vocab_size
+        self.vocab_size = vocab
+        if not hasattr(self, "fc"):
+            self.fc = torch.nn.Linear(hidden, vocab) if config.lrn != "none" else None
+        specials = {self.tokenizer.pad_token_id, self.tokenizer.cls_token_id, self.tokenizer.sep_token_id,
+                    self.tokenizer.eos_token_id, self.tokenizer.bos_token_id}
+        self.special_ids = tuple(sorted(i for i in specials if i is not None))
+        self.windows = (config.lfw_query, config.lfw_doc)
+        self.train_progress = 0
+
+    # -- construction --------------------------------------------------------------------------------------------
+    def _auto_class(self):
+        from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+        return AutoModelForMaskedLM if self.config.backbone == "bert" else AutoModelForCausalLM
+
+    def _build(self, texts):
+        from transformers import AutoTokenizer
+
+        source = self.config.model_path or self.model_id
+        try:
+            self.backbone = self._auto_class().from_pretrained(source, local_files_only=True)
+            self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+            self.provenance = {"model_id": self.model_id, "kind": "pretrained", "source": source}
+        except (OSError, ValueError) as err:
+            if self.config.model_path or not self.config.allow_scratch:
+                raise FileNotFoundError(f"weights for {self.model_id!r} not found at {source}: {err}") from err
+            if texts is None:
+                raise ValueError("a scratch model needs training texts") from err
+            self._scratch(list(texts))
+
+    def _scratch(self, texts: list[str]) -> None:
+        from transformers import BertConfig, BertForMaskedLM, Qwen2Config, Qwen2ForCausalLM
+
+        from retrievers.tokenization import load_tokenizer
+
+        tok = load_tokenizer(self.model_id, texts)
+        self.tokenizer = tok.hf
+        preset = self.config.scratch
+        length = 2 * self.config.max_length + 8
+        torch.manual_seed(self.config.train.seed)
+        if self.config.backbone == "bert":
+            cfg = BertConfig(vocab_size=len(tok.hf), hidden_size=preset.hidden_size, num_hidden_layers=preset.layers,
+                             num_attention_heads=preset.heads, intermediate_size=preset.intermediate_size,
+                             max_position_embeddings=max(128, length))
+            self.backbone = BertForMaskedLM(cfg)
+        else:
+            cfg = Qwen2Config(vocab_size=len(tok.hf), hidden_size=preset.hidden_size, num_hidden_layers=preset.layers,
+                              num_attention_heads=preset.heads, num_key_value_heads=preset.kv_heads,
+                              intermediate_size=preset.intermediate_size, max_position_embeddings=max(128, length),
+                              tie_word_embeddings=True, pad_token_id=tok.hf.pad_token_id)
+            self.backbone = Qwen2ForCausalLM(cfg)
+        self.provenance = {"model_id": self.model_id, "kind": "scratch", "architecture": self.config.backbone,
+                           "preset": asdict(preset), "tokenizer": tok.provenance,
+                           "note": f"{self.model_id} weights absent: small {self.config.backbone} trained from scratch"}
+
+    def _load_dir(self, path: Path) -> None:
+        from transformers import AutoTokenizer
+
+        self.backbone = self._auto_class().from_pretrained(str(path / "backbone"), local_files_only=True)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path / "backbone"), local_files_only=True)
+        self.provenance = json.loads((path / "provenance.json").read_text())
+        if (path / "lrn_fc.pt").exists():
+            hidden, vocab = self.backbone.config.hidden_size, self.backbone.config.vocab_size
+            self.fc = torch.nn.Linear(hidden, vocab)
+            self.fc.load_state_dict(torch.load(path / "lrn_fc.pt", weights_only=True))
+
+    # -- encoding ------------------------------------------------------------------------------------------------
+    def _lrn_on(self, side: str) -> bool:
+        return self.fc is not None and self.config.lrn_side in ("both", side)
+
+    def forward_side(self, texts: Sequence[str], side: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(W, w, I): final weights, basic weights (for FLOPS), literal indicator."""
+        tok = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.config.max_length,
+                             return_tensors="pt")
+        ids, mask = tok["input_ids"], tok["attention_mask"]
+        run_ids, attention, pool_mask = ids, mask, mask
+        if self.config.echo:
+            run_ids, attention, pool_mask = ops.echo_inputs(ids, mask)
+        model_mask: torch.Tensor = attention
+        if self.config.bidirectional:
+            model_mask = ops.bidirectional_mask(attention)
+        out = self.backbone(input_ids=run_ids, attention_mask=model_mask, output_hidden_states=True)
+        logits = ops.log_saturation(out.logits)
+        w = ops.max_pool(logits, pool_mask) if self.config.pooling == "max" else ops.last_token_pool(logits, pool_mask)
+        indicator = ops.literal_indicator(ids, mask, self.vocab_size, self.special_ids)
+        if self._lrn_on(side):
+            h = ops.log_saturation(out.hidden_states[-1])
+            h_last = ops.last_token_pool(h, pool_mask) if self.config.pooling == "last" else ops.max_pool(h, pool_mask)
+            weights = ops.literal_residual(w, self.fc(h_last), indicator, self.config.lrn)
+        else:
+            weights = w
+        return weights, w, indicator
+
+    @staticmethod
+    def _term_filter(weights: torch.Tensor, indicator: torch.Tensor, which: str) -> torch.Tensor:
+        if which == "literal":
+            return weights * indicator
+        if which == "expansion":
+            return weights * (1 - indicator)
+        return weights
+
+    def represent(self, texts: Sequence[str], side: str, for_training: bool = False
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        weights, basic, indicator = self.forward_side(texts, side)
+        weights = self._term_filter(weights, indicator, self.config.train_terms if for_training
+                                    else self.config.match_terms)
+        window = self.windows[0] if side == "query" else self.windows[1]
+        if for_training or self.config.lfw_at_inference:
+            weights = ops.conditional_topk(weights, window)
+        return weights, basic
+
+    # -- trainer protocol ------------------------------------------------------------------------------------------
+    def training_loss(self, queries, passages, step, total_steps):
+        q, wq = self.represent(queries, "query", for_training=True)
+        d, wd = self.represent(passages, "doc", for_training=True)
+        if self.config.lfw_dynamic:
+            self._update_dynamic_windows(q, d)
+        nq, nd = ops.normalise(q, d, self.config.normalisation)
+        rank = info_nce(nq, nd)
+        warm = self.config.flops_warmup_epochs / max(self.config.train.epochs, 1e-9)
+        lam = quadratic_warmup(step, total_steps, warm)
+        reg = lam * (self.config.lambda_q * ops.flops(wq) + self.config.lambda_d * ops.flops(wd))
+        return rank + reg, {"rank": float(rank.detach()), "flops_reg": float(reg.detach()),
+                            "q_active": float((q > 0).sum(1).float().mean()),
+                            "d_active": float((d > 0).sum(1).float().mean())}
+
+    def _update_dynamic_windows(self, q: torch.Tensor, d: torch.Tensor) -> None:
+        cfg = self.config
+        wq = self.windows[0] if self.windows[0] in cfg.lfw_dynamic_query else cfg.lfw_dynamic_query[0]
+        wd = self.windows[1] if self.windows[1] in cfg.lfw_dynamic_doc else cfg.lfw_dynamic_doc[0]
+        self.windows = (ops.dynamic_window((q > 0).sum(1), tuple(cfg.lfw_dynamic_query), wq),
+                        ops.dynamic_window((d > 0).sum(1), tuple(cfg.lfw_dynamic_doc), wd))
+
+    def score_pairs(self, queries, passages):
+        q, _ = self.represent(queries, "query")
+        d, _ = self.represent(passages, "doc")
+        nq, nd = ops.normalise(q, d, self.config.normalisation)
+        return nq @ nd.T
+
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        self.backbone.save_pretrained(str(path / "backbone"))
+        self.tokenizer.save_pretrained(str(path / "backbone"))
+        if self.fc is not None:
+            torch.save(self.fc.state_dict(), path / "lrn_fc.pt")
+        (path / "provenance.json").write_text(json.dumps(self.provenance, ensure_ascii=False, indent=2))
+        (path / "windows.json").write_text(json.dumps(list(self.windows)))
+
+    def load_weights(self, path: Path) -> None:
+        path = Path(path)
+        loaded = self._auto_class().from_pretrained(str(path / "backbone"), local_files_only=True)
+        self.backbone.load_state_dict(loaded.state_dict())
+        if self.fc is not None:
+            self.fc.load_state_dict(torch.load(path / "lrn_fc.pt", weights_only=True))
+        if (path / "windows.json").exists():
+            self.windows = tuple(json.loads((path / "windows.json").read_text()))
+
+    @torch.no_grad()
+    def encode_sparse(self, texts: Sequence[str], side: str, batch_size: int) -> sp.csr_matrix:
+        self.eval()
+        rows = []
+        for start in tqdm(range(0, len(texts), batch_size), desc=f"encoding {side}s", leave=False, disable=None):
+            weights, _ = self.represent(texts[start:start + batch_size], side)
+            rows.append(sp.csr_matrix(weights.numpy().astype(np.float32)))
+        return sp.vstack(rows, format="csr") if rows else sp.csr_matrix((0, self.vocab_size), dtype=np.float32)
+
+    def top_terms(self, text: str, side: str, n: int = 20) -> list[tuple[str, float, bool]]:
+        """(token, weight, is_literal) of the heaviest terms: the paper's Tables 7-8 view."""
+        with torch.no_grad():
+            weights, _, indicator = self.forward_side([text], side)
+            weights = ops.conditional_topk(weights, self.windows[0] if side == "query" else self.windows[1])
+        values, ids = torch.topk(weights[0], min(n, int((weights[0] > 0).sum())))
+        tokens = self.tokenizer.convert_ids_to_tokens(ids.tolist())
+        readable = [self.tokenizer.convert_tokens_to_string([t]).strip() or t for t in tokens]
+        return [(r, float(v), bool(indicator[0, i] > 0)) for r, v, i in zip(readable, values, ids, strict=True)]
+
+
+class SparseRetriever(Retriever):
+    """Trains a :class:`SparseEncoder`, indexes the corpus into the project's inverted index, searches it."""
+
+    config_class = SparseConfig
+    needs_training = True
+
+    def __init__(self, config: SparseConfig | None = None):
+        super().__init__(config)
+        if isinstance(self.config.scratch, dict):
+            self.config.scratch = SparseScratch(**self.config.scratch)
+        if isinstance(self.config.train, dict):
+            self.config.train = TrainConfig(**self.config.train)
+        self.encoder: SparseEncoder | None = None
+        self.index_: InvertedIndex | None = None
+
+    def fit(self, train_queries, train_qrels, corpus, work_dir: Path) -> None:
+        torch.set_num_threads(self.config.threads)
+        pairs = training_pairs(dict(train_queries), dict(train_qrels), dict(corpus))
+        self.encoder = SparseEncoder(self.config, texts=list(corpus.values()) + [q for q, _ in pairs])
+        summary = train(self.encoder, pairs, self.config.train, Path(work_dir) / "checkpoints")
+        self.encoder.save(Path(work_dir) / "model")
+        self._provenance.update({"model": self.encoder.provenance, "training": summary})
+
+    def index(self, corpus: Mapping[str, str], index_dir: Path) -> None:
+        if self.encoder is None:
+            raise RuntimeError("fit() the sparse retriever before indexing (or load() a trained one)")
+        pids = list(corpus)
+        with Timer() as timer:
+            docs = self.encoder.encode_sparse([corpus[p] for p in pids], "doc", self.config.encode_batch_size)
+            self.index_ = InvertedIndex.build(docs, doc_ids=pids, block_size=self.config.block_size)
+            self.index_.save(Path(index_dir) / "inverted")
+        write_json_atomic(Path(index_dir) / "provenance.json", self._provenance)
+        self.stats.index_time_s = timer.seconds
+        self.stats.index_size_bytes = self.index_.size_bytes()
+        self.stats.doc_terms_mean = float(docs.getnnz(axis=1).mean()) if docs.shape[0] else 0.0
+
+    def load(self, index_dir: Path) -> None:
+        index_dir = Path(index_dir)
+        self.encoder = SparseEncoder(self.config, model_dir=index_dir / "model")
+        self.index_ = InvertedIndex.load(index_dir / "inverted")
+        self._provenance = json.loads((index_dir / "provenance.json").read_text())
+        self.stats.index_size_bytes = self.index_.size_bytes()
+
+    def search(self, queries: Mapping[str, str], k: int = 1000) -> Run:
+        qids = list(queries)
+        with Timer() as encode_timer:
+            reps = self.encoder.encode_sparse([queries[q] for q in qids], "query", self.config.encode_batch_size)
+        result = self.index_.search(reps, k=k, algorithm=self.config.algorithm, top_m=self.config.query_top_m,
+                                    threads=self.config.threads)
+        run = {qid: result.hits(n, self.index_.doc_ids) for n, qid in enumerate(qids)}
+        latencies = []
+        for n in range(min(len(qids), self.config.latency_queries)):
+            start = time.perf_counter()
+            self.index_.search(reps[n], k=min(k, 10), algorithm=self.config.algorithm, top_m=self.config.query_top_m)
+            latencies.append(time.perf_counter() - start)
+        for key, value in latency_summary(latencies).items():
+            setattr(self.stats, key, value)
+        kept = reps if self.config.query_top_m is None else _keep_top(reps, self.config.query_top_m)
+        self.stats.flops = self.index_.overlap_flops(reps, top_m=self.config.query_top_m)
+        self.stats.query_terms_mean = float(kept.getnnz(axis=1).mean()) if kept.shape[0] else 0.0
+        self.stats.extra.update({"latency_k": 10, "latency_excludes_query_encoding": True,
+                                 "query_encoding_ms_mean": 1000 * encode_timer.seconds / max(1, len(qids)),
+                                 "active_query_dims": self.stats.query_terms_mean,
+                                 "active_doc_dims": self.stats.doc_terms_mean})
+        return run
+
+    def explain(self, text: str, side: str, n: int = 20) -> list[tuple[str, float, bool]]:
+        return self.encoder.top_terms(text, side, n)
+
+
+def _keep_top(matrix: sp.csr_matrix, m: int) -> sp.csr_matrix:
+    rows = []
+    for i in range(matrix.shape[0]):
+        row = matrix.getrow(i)
+        if row.nnz > m:
+            order = np.argsort(-row.data, kind="stable")[:m]
+            row = sp.csr_matrix((row.data[order], (np.zeros(m, int), row.indices[order])), shape=row.shape)
+        rows.append(row)
+    return sp.vstack(rows, format="csr")
+
+
+def describe(config: SparseConfig) -> dict[str, Any]:
+    return asdict(config)
