@@ -123,9 +123,76 @@ def _exhaustive(offsets, docs, impacts, terms, weights, k, acc, out_s, out_d):
 
 
 # --------------------------------------------------------------------------------------------- MaxScore / BMM
+@numba.njit(inline="always")
+def _gallop(docs, p, e, d):
+    """First position in [p, e) whose doc is >= d, given docs[p] < d: exponential then binary search.
+
+    Candidates arrive in increasing doc order, so the target is usually a few postings ahead; galloping costs
+    O(log distance) where a binary search over the rest of a long list costs O(log length) cache misses.
+    """
+    lo, step, hi = p, 1, p + 1
+    while hi < e and docs[hi] < d:
+        lo = hi
+        step *= 2
+        hi = p + step
+    if hi > e:
+        hi = e
+    return lo + 1 + np.searchsorted(docs[lo + 1:hi], d)
+
+
+@numba.njit(nogil=True)
+def _seed_threshold(offsets, docs, impacts, terms, weights, ub, k):
+    """A safe starting threshold: the k-th best exact score among a few likely-good documents, or -1.
+
+    The candidates are the highest-impact postings of the lists with the largest upper bounds (a 256-bin histogram
+    finds each list's cut-off in one pass); each is scored exactly by binary search in every query list. Any k
+    exactly-scored documents prove that the k-th best score is at least their k-th best, so a document scoring
+    *below* it can be pruned from the start instead of after the heap fills (ties still compete: the caller prunes
+    ``score <= seed - 1``). Results are unchanged; only the early windows get cheaper.
+    """
+    m = terms.shape[0]
+    order = np.argsort(-ub, kind="mergesort")
+    cand = np.empty(2 * k, np.int32)
+    n = 0
+    for r in range(m):
+        t = terms[order[r]]
+        s, e = offsets[t], offsets[t + 1]
+        if e == s:
+            continue
+        need = 2 * k - n
+        hist = np.zeros(256, np.int64)
+        for p in range(s, e):
+            hist[impacts[p]] += 1
+        cut, total = 255, hist[255]
+        while cut > 0 and total < need:
+            cut -= 1
+            total += hist[cut]
+        for p in range(s, e):
+            if impacts[p] >= cut and n < 2 * k:
+                cand[n] = docs[p]
+                n += 1
+        if n >= k:
+            break
+    if n < k:
+        return np.int64(-1)
+    uniq = np.unique(cand[:n])
+    if uniq.shape[0] < k:
+        return np.int64(-1)
+    scores = np.zeros(uniq.shape[0], np.int64)
+    for i in range(m):
+        t = terms[i]
+        s, e = offsets[t], offsets[t + 1]
+        for c in range(uniq.shape[0]):
+            p = s + np.searchsorted(docs[s:e], uniq[c])
+            if p < e and docs[p] == uniq[c]:
+                scores[c] += weights[i] * np.int64(impacts[p])
+    scores.sort()
+    return scores[uniq.shape[0] - k]
+
+
 @numba.njit(nogil=True)
 def _daat(offsets, docs, impacts, block_offsets, block_last, block_max, term_max, terms, weights, k, use_blocks,
-          n_docs, block_size, window, acc, out_s, out_d):
+          n_docs, block_size, window, seed, acc, out_s, out_d):
     """MaxScore over windows of ``window`` documents, as Lucene's MaxScoreBulkScorer does.
 
     Per window, lists are split into essential and non-essential by their upper bounds: the lists with the smallest
@@ -156,10 +223,15 @@ def _daat(offsets, docs, impacts, block_offsets, block_last, block_max, term_max
     order = np.argsort(ub, kind="mergesort")  # ascending bound: non-essential candidates first
     prefix = np.cumsum(ub[order])
     bound = ub.copy()
+    cpos = bpos.copy()  # per-candidate block cursor (Block-Max MaxScore), monotone like the documents
     hs = np.empty(k, np.int64)
     hd = np.empty(k, np.int32)
     size = 0
-    theta = np.int64(-1)  # score to beat once the heap is full; -1 while it is not
+    theta = np.int64(-1)  # a document scoring <= theta cannot enter the top k; -1: no bound yet
+    if seed:
+        found = _seed_threshold(offsets, docs, impacts, terms, weights, ub, k)
+        if found > 0:
+            theta = found - 1
     for w0 in range(0, n_docs, window):
         w1 = min(w0 + window, n_docs)
         if use_blocks and theta >= 0:
@@ -195,7 +267,7 @@ def _daat(offsets, docs, impacts, block_offsets, block_last, block_max, term_max
             i = order[r]
             p, e, wi = pos[i], end[i], weights[i]
             if p < e and docs[p] < w0:
-                p += np.searchsorted(docs[p:e], w0)
+                p = _gallop(docs, p, e, w0)
             while p < e and docs[p] < w1:
                 acc[docs[p] - w0] += wi * np.int64(impacts[p])
                 p += 1
@@ -212,15 +284,29 @@ def _daat(offsets, docs, impacts, block_offsets, block_last, block_max, term_max
             if first > 0:
                 if theta >= 0 and score + prefix[first - 1] <= theta:
                     continue
+                rest = prefix[first - 1]
                 pruned = False
                 for r in range(first - 1, -1, -1):
-                    if theta >= 0 and score + prefix[r] <= theta:
+                    if theta >= 0 and score + rest <= theta:
                         pruned = True
                         break
                     i = order[r]
+                    rest -= bound[i]
+                    if use_blocks:
+                        # Block-Max: the bound of the one block of list i that could hold d (0 when d falls between
+                        # two blocks: list i cannot hold d and is not probed); the block cursor only moves forward
+                        b = cpos[i]
+                        while b < bend[i] and block_last[b] < d:
+                            b += 1
+                        cpos[i] = b
+                        if b == bend[i] or docs[start_of[i] + (b - bstart[i]) * block_size] > d:
+                            continue
+                        if theta >= 0 and score + rest + weights[i] * np.int64(block_max[b]) <= theta:
+                            pruned = True
+                            break
                     p, e = pos[i], end[i]
                     if p < e and docs[p] < d:
-                        p += np.searchsorted(docs[p:e], d)
+                        p = _gallop(docs, p, e, d)
                         pos[i] = p
                     if p < e and docs[p] == d:
                         score += weights[i] * np.int64(impacts[p])
@@ -228,14 +314,14 @@ def _daat(offsets, docs, impacts, block_offsets, block_last, block_max, term_max
                     continue
             if size < k or score > theta:  # documents come in increasing order: a tie never beats the heap's worst
                 size = _heap_offer(hs, hd, size, k, score, np.int32(d))
-                if size == k:
+                if size == k and hs[0] > theta:
                     theta = hs[0]
     _write_sorted(hs, hd, size, out_s, out_d)
 
 
 @numba.njit(nogil=True)
 def _search_chunk(offsets, docs, impacts, block_offsets, block_last, block_max, term_max, n_docs, block_size, window,
-                  q_indptr, q_terms, q_weights, start, stop, k, algorithm, out_s, out_d):
+                  q_indptr, q_terms, q_weights, start, stop, k, algorithm, seed, out_s, out_d):
     acc = np.zeros(n_docs if algorithm == 0 else window, np.int64)
     for q in range(start, stop):
         terms = q_terms[q_indptr[q]:q_indptr[q + 1]]
@@ -246,7 +332,7 @@ def _search_chunk(offsets, docs, impacts, block_offsets, block_last, block_max, 
             _exhaustive(offsets, docs, impacts, terms, weights, k, acc, out_s[q], out_d[q])
         else:
             _daat(offsets, docs, impacts, block_offsets, block_last, block_max, term_max, terms, weights, k,
-                  algorithm == 2, n_docs, np.int64(block_size), window, acc, out_s[q], out_d[q])
+                  algorithm == 2, n_docs, np.int64(block_size), window, seed, acc, out_s[q], out_d[q])
 
 
 # ------------------------------------------------------------------------------------------------------- index
@@ -375,10 +461,11 @@ class InvertedIndex:
 
     # -- search --------------------------------------------------------------------------------------------------
     def search(self, queries: sp.spmatrix, k: int = 10, algorithm: str = "bmm", top_m: int | None = None,
-               query_bits: int = 8, threads: int = 1, window: int = 4096) -> SearchResult:
+               query_bits: int = 8, threads: int = 1, window: int = 8192, seed: bool = True) -> SearchResult:
         """Exact top-k for each row of ``queries`` (n_queries x vocab, non-negative weights).
 
-        ``window``: documents per MaxScore window (DAAT algorithms only); a speed knob, never a change in results.
+        ``window``: documents per MaxScore window (DAAT algorithms only); ``seed``: start DAAT from a safe threshold
+        (see ``_seed_threshold``). Both are speed knobs, never a change in results.
         """
         if algorithm not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {algorithm!r}; choose from {ALGORITHMS}")
@@ -396,7 +483,7 @@ class InvertedIndex:
 
         def work(bounds: tuple[int, int]) -> None:
             _search_chunk(*arrays, self.n_docs, self.block_size, window, indptr, terms, weights, bounds[0], bounds[1],
-                          k_eff, code, out_s, out_d)
+                          k_eff, code, seed, out_s, out_d)
 
         threads = max(1, min(threads, n))
         step = max(1, math.ceil(n / (threads * 4)))
