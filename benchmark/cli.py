@@ -1,4 +1,4 @@
-"""``python -m benchmark``: list, run, eval."""
+"""``python -m benchmark``: list, run, eval, tradeoff, plot, report, check, explain, index-bench."""
 
 from __future__ import annotations
 
@@ -10,6 +10,11 @@ from pathlib import Path
 from benchmark.data import DataError, list_manifests, load_dataset
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "results"
+
+
+def _add_set_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                        help="override a config field for this run, e.g. --set train.epochs=1 --set lfw_query=64")
 
 
 def _add_data_args(parser: argparse.ArgumentParser, default_dataset: str | None = "demo") -> None:
@@ -33,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", default=str(DEFAULT_OUTPUT), help="results folder (default: results/)")
     run.add_argument("--k", type=int, default=1000, help="hits per query (default 1000)")
     run.add_argument("--rebuild", action="store_true", help="rebuild indexes even when a cached one exists")
+    _add_set_arg(run)
 
     bench = sub.add_parser("index-bench", help="benchmark the inverted index against Lucene, PISA and Seismic")
     bench.add_argument("--docs", type=int, nargs="+", default=[100_000, 1_000_000], help="collection sizes")
@@ -45,6 +51,42 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="evaluate a TREC run file against a dataset's qrels")
     ev.add_argument("runfile")
     _add_data_args(ev)
+
+    trade = sub.add_parser("tradeoff", help="sweep FLOPS weight, LFW size and query top-m; write result files")
+    trade.add_argument("names", nargs="*", help="retrievers to sweep (default: the grid file's list)")
+    _add_data_args(trade)
+    trade.add_argument("--grid", help="sweep grid YAML (default: benchmark/configs/tradeoff.yaml)")
+    trade.add_argument("--knobs", nargs="*", help="only these knobs (flops_scale, lfw, query_top_m)")
+    trade.add_argument("--output", default=str(DEFAULT_OUTPUT / "tradeoff"))
+    trade.add_argument("--k", type=int, default=1000)
+    _add_set_arg(trade)
+
+    plot = sub.add_parser("plot", help="plot MRR@10 against FLOPS and latency to PNG")
+    plot.add_argument("--dataset", nargs="*", help="datasets (default: every dataset with results)")
+    plot.add_argument("--results", default=str(DEFAULT_OUTPUT))
+    plot.add_argument("--out", help="folder for the PNGs (default: <results>/plots)")
+
+    report = sub.add_parser("report", help="write a markdown leaderboard with the plots embedded")
+    report.add_argument("--dataset", nargs="*", help="datasets (default: every dataset with results)")
+    report.add_argument("--results", default=str(DEFAULT_OUTPUT))
+    report.add_argument("--out", help="markdown file (default: <results>/REPORT.md)")
+
+    check = sub.add_parser("check", help="rerun the cheap leaderboard entries and compare (ok / okish / fail)")
+    check.add_argument("--dataset", nargs="*", help="datasets (default: all in the leaderboard)")
+    check.add_argument("--data-dir", help="folder with the official Multi-CPR files (or set PROSPER_BENCH_DATA)")
+    check.add_argument("--no-verify", action="store_true")
+    check.add_argument("--leaderboard", help="leaderboard YAML (default: results/leaderboard.yaml)")
+    check.add_argument("--results", default=str(DEFAULT_OUTPUT), help="where to find results of entries not rerun")
+    check.add_argument("--output", help="where reruns write their result files (default: a temporary folder)")
+    check.add_argument("--require-data", action="store_true", help="fail (not skip) when a dataset's files are missing")
+
+    explain = sub.add_parser("explain", help="top-weighted terms of a query or passage for a learned sparse model")
+    explain.add_argument("name", help="a learned sparse retriever (see 'list'), trained by 'run' on --dataset")
+    explain.add_argument("text", nargs="+", help="query or passage text")
+    explain.add_argument("--side", choices=("query", "doc"), default="query")
+    explain.add_argument("--top", type=int, default=20)
+    _add_set_arg(explain)
+    _add_data_args(explain)
     return parser
 
 
@@ -68,7 +110,7 @@ def _load(args: argparse.Namespace, with_train: bool):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from benchmark.registry import load_registry
+    from benchmark.registry import load_registry, parse_overrides
     from benchmark.runner import run_one
 
     registry = load_registry()
@@ -80,6 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if unknown:
         print(f"error: unknown retriever(s) {unknown}; known: {', '.join(registry)}", file=sys.stderr)
         return 2
+    overrides = parse_overrides(args.set)
     dataset = _load(args, with_train=True)
     for note in dataset.notes:
         print(f"[{dataset.name}] {note}")
@@ -87,7 +130,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for name in names:
         try:
             path, payload = run_one(registry[name], dataset, Path(args.output), k=args.k,
-                                    reuse_index=not args.rebuild)
+                                    reuse_index=not args.rebuild, overrides=overrides)
         except ImportError as err:  # a missing optional requirement: skip with a clear message
             print(f"skipped {name}: missing requirement ({err})", file=sys.stderr)
             failures += 1
@@ -132,12 +175,133 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tradeoff(args: argparse.Namespace) -> int:
+    from benchmark.registry import deep_merge, load_registry, parse_overrides
+    from benchmark.runner import run_one
+    from benchmark.tradeoff import GRID_FILE, load_grid, sweep_points
+
+    overrides = parse_overrides(args.set)
+    grid = load_grid(Path(args.grid) if args.grid else GRID_FILE)
+    registry = load_registry()
+    names = args.names or grid.get("retrievers", [])
+    unknown = [n for n in names if n not in registry]
+    if unknown:
+        print(f"error: unknown retriever(s) {unknown}", file=sys.stderr)
+        return 2
+    if args.knobs:
+        grid = {k: v for k, v in grid.items() if k in set(args.knobs) | {"retrievers"}}
+    dataset = _load(args, with_train=True)
+    print(f"[{dataset.name}] {dataset.corpus_label}: {len(dataset.corpus):,} passages")
+    for name in names:
+        for point in sweep_points(registry[name], grid, overrides):
+            print(f"{point.label} ...", flush=True)
+            path, payload = run_one(registry[name], dataset, Path(args.output), k=args.k,
+                                    overrides=deep_merge(overrides, point.overrides),
+                                    extra={"sweep": {"knob": point.knob, "value": point.value}})
+            c = payload["cost"]
+            flops = c.get("flops")
+            print(f"  MRR@10 {payload['metrics']['MRR@10'] * 100:.2f}  FLOPS {flops if flops is None else round(flops, 3)}"
+                  f"  p50 {c.get('latency_ms_p50') or 0:.2f} ms  -> {path}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from benchmark.plot import plot_tradeoff
+    from benchmark.results import result_datasets
+
+    results = Path(args.results)
+    datasets = args.dataset or result_datasets(results)
+    written = [p for d in datasets if (p := plot_tradeoff(results, d, Path(args.out) if args.out else results / "plots"))]
+    for path in written:
+        print(f"wrote {path}")
+    if not written:
+        print(f"error: no results to plot under {results} for {datasets or 'any dataset'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from benchmark.report import write_report
+
+    results = Path(args.results)
+    path = write_report(results, Path(args.out) if args.out else results / "REPORT.md", args.dataset)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from benchmark.leaderboard import LEADERBOARD_FILE, compare, load_leaderboard
+    from benchmark.registry import load_registry
+    from benchmark.results import latest_results, load_result
+    from benchmark.runner import run_one
+
+    board = load_leaderboard(Path(args.leaderboard) if args.leaderboard else LEADERBOARD_FILE)
+    registry = load_registry()
+    output = Path(args.output) if args.output else Path(tempfile.mkdtemp(prefix="prosper-bench-check-"))
+    datasets = args.dataset or list(dict.fromkeys(e.dataset for e in board.entries))
+    counts = {"ok": 0, "okish": 0, "fail": 0}
+    for name in datasets:
+        entries = board.for_dataset(name)
+        if not entries:
+            print(f"[{name}] no leaderboard entries")
+            continue
+        dataset = None
+        if any(e.check for e in entries):
+            try:
+                dataset = load_dataset(name, data_dir=args.data_dir, with_train=True, verify=not args.no_verify)
+            except DataError as err:
+                print(f"[{name}] {'FAIL' if args.require_data else 'skipped'}: {err}")
+                counts["fail"] += bool(args.require_data)
+                continue
+        latest = latest_results(Path(args.results), name)
+        for entry in entries:
+            if entry.check:
+                _, payload = run_one(registry[entry.retriever], dataset, output)
+                origin = "rerun"
+            elif entry.retriever in latest:
+                payload, origin = load_result(latest[entry.retriever]), str(latest[entry.retriever])
+            else:
+                continue  # a reference row (e.g. the paper's) with no result of ours to compare
+            for metric, expected, actual, state in compare(entry, payload["metrics"]):
+                counts[state] += 1
+                got = "missing" if actual is None else f"{actual:.4f}"
+                print(f"[{state.upper():5}] {name:<20} {entry.retriever:<16} {metric:<9} expected {expected:.4f} "
+                      f"got {got} (tolerance {entry.tolerance}; {origin})")
+    print(f"\ncheck: {counts['ok']} ok, {counts['okish']} okish, {counts['fail']} fail")
+    return 1 if counts["fail"] else 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from benchmark.registry import load_registry, parse_overrides
+    from benchmark.runner import trained_retriever
+
+    registry = load_registry()
+    if args.name not in registry:
+        print(f"error: unknown retriever {args.name!r}", file=sys.stderr)
+        return 2
+    dataset = _load(args, with_train=True)
+    retriever = trained_retriever(registry[args.name], dataset, parse_overrides(args.set))
+    if not hasattr(retriever, "explain"):
+        print(f"error: {args.name} has no term view (only learned sparse retrievers do)", file=sys.stderr)
+        return 2
+    text = " ".join(args.text)
+    print(f"{args.name} ({dataset.name}) {args.side}: {text}")
+    print(f"{'term':<16} {'weight':>8}  origin")
+    for term, weight, literal in retriever.explain(text, args.side, args.top):
+        print(f"{term:<16} {weight:8.3f}  {'literal' if literal else 'expansion'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     for noisy in ("bm25s", "jieba", "sentence_transformers", "transformers", "faiss"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    handlers = {"list": cmd_list, "run": cmd_run, "eval": cmd_eval, "index-bench": cmd_index_bench}
+    handlers = {"list": cmd_list, "run": cmd_run, "eval": cmd_eval, "index-bench": cmd_index_bench,
+                "tradeoff": cmd_tradeoff, "plot": cmd_plot, "report": cmd_report, "check": cmd_check,
+                "explain": cmd_explain}
     try:
         return handlers[args.command](args)
     except DataError as err:

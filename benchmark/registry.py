@@ -29,12 +29,38 @@ class RetrieverSpec:
 
     def build(self, overrides: dict[str, Any] | None = None) -> Retriever:
         cls = self.retriever_class()
-        values = {**self.config, **(overrides or {})}
+        values = deep_merge(self.config, overrides or {})
         known = {f.name for f in dataclasses.fields(cls.config_class)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"{self.name}: unknown config keys {unknown}; {cls.config_class.__name__} has {sorted(known)}")
         return cls(cls.config_class(**values))
+
+
+def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` applied; nested dicts (e.g. ``train``, ``scratch``) merge key by key."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["train.epochs=1", "lfw_query=64"]`` -> ``{"train": {"epochs": 1}, "lfw_query": 64}`` (values read as YAML)."""
+    result: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        node = result
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw)
+    return result
 
 
 def load_registry(path: Path = REGISTRY_FILE) -> dict[str, RetrieverSpec]:

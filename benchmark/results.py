@@ -79,3 +79,18 @@ def load_result(path: Path) -> dict[str, Any]:
 def find_results(output: Path, dataset: str | None = None, retriever: str | None = None) -> list[Path]:
     pattern = f"{dataset or '*'}/{retriever or '*'}/*.json"
     return sorted(Path(output).glob(pattern))
+
+
+def latest_results(output: Path, dataset: str) -> dict[str, Path]:
+    """The newest result file of each retriever on ``dataset`` (names start with a UTC timestamp, so they sort)."""
+    latest: dict[str, Path] = {}
+    for path in find_results(output, dataset):
+        latest[path.parent.name] = path  # sorted ascending: the last one seen is the newest
+    return latest
+
+
+def result_datasets(output: Path) -> list[str]:
+    """Datasets with run results under ``output`` (not the sweep, plot or index-bench folders)."""
+    special = {"tradeoff", "plots", "index-bench"}
+    return sorted(p.name for p in Path(output).iterdir() if p.is_dir() and p.name not in special
+                  and any(p.glob("*/*.json"))) if Path(output).exists() else []

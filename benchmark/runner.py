@@ -65,11 +65,15 @@ def training_folds(dataset: Dataset, n_folds: int = 2, seed: int = 13) -> tuple[
 
 
 def run_one(spec: RetrieverSpec, dataset: Dataset, output: Path, k: int = 1000, reuse_index: bool = True,
-            overrides: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
-    """Run one retriever on one dataset and write its versioned result file; return (path, payload)."""
+            overrides: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
+    """Run one retriever on one dataset and write its versioned result file; return (path, payload).
+
+    The index (and trained model) is cached under a hash of the config *without* its search-only fields, so runs that
+    differ only in how they search (e.g. query top-m pruning) share one trained model and index.
+    """
     probe = spec.build(overrides)
     chash = config_hash(probe.config)
-    root = index_dir_for(spec, dataset, chash)
+    root = index_dir_for(spec, dataset, config_hash(probe.config, exclude=type(probe).search_fields))
     if probe.needs_training:
         protocol, folds = training_folds(dataset)
     else:
@@ -96,6 +100,7 @@ def run_one(spec: RetrieverSpec, dataset: Dataset, output: Path, k: int = 1000, 
         "cost": cost,
         "index": {"path": str(root), "reused": reused_all},
         "environment": environment(),
+        **(extra or {}),
     }
     path = write_result(payload, output, dataset.name, spec.name, chash)
     write_trec_run(run, path.with_suffix(".trec"), tag=spec.name)
@@ -140,3 +145,18 @@ def _combine_costs(per_fold: list[dict[str, Any]]) -> dict[str, Any]:
         combined[key] = sum(values) if key == "train_time_s" else sum(values) / len(values)
     combined["extra"] = {"folds": per_fold}
     return combined
+
+
+def trained_retriever(spec: RetrieverSpec, dataset: Dataset, overrides: dict[str, Any] | None = None):
+    """The retriever as ``run`` leaves it (trained and indexed; reopened from the cache, or built now).
+
+    Under the pool protocol this is the first fold's model.
+    """
+    retriever = spec.build(overrides)
+    root = index_dir_for(spec, dataset, config_hash(retriever.config, exclude=type(retriever).search_fields))
+    if retriever.needs_training:
+        _, folds = training_folds(dataset)
+    else:
+        folds = [Fold("all", {}, {}, [])]
+    _fit_and_index(retriever, spec, dataset, folds[0], root if len(folds) == 1 else root / folds[0].name, True)
+    return retriever

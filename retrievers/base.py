@@ -59,8 +59,10 @@ def directory_size(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 
-def config_hash(config: Any) -> str:
-    payload = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
+def config_hash(config: Any, exclude: tuple[str, ...] = ()) -> str:
+    """Short stable hash of a config dataclass; ``exclude`` drops fields (e.g. search-only knobs for an index key)."""
+    values = {k: v for k, v in dataclasses.asdict(config).items() if k not in exclude}
+    payload = json.dumps(values, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
@@ -70,6 +72,8 @@ class Retriever(abc.ABC):
     config_class: ClassVar[type]
     #: True when the retriever must be fitted on training pairs before indexing.
     needs_training: ClassVar[bool] = False
+    #: Config fields that only change how an index is searched: a sweep over them reuses the trained model and index.
+    search_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.config_class()
@@ -118,3 +122,15 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
     os.replace(tmp, path)
+
+
+def nested_from_dicts(config: Any, defaults: Any, names: tuple[str, ...]) -> None:
+    """Turn nested config fields given as dicts (YAML, ``--set``) into dataclasses, over the defaults' values.
+
+    ``{"epochs": 1}`` for ``train`` keeps every other field of the default ``train``, not of the bare dataclass.
+    """
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, dict):
+            default = getattr(defaults, name)
+            setattr(config, name, type(default)(**{**dataclasses.asdict(default), **value}))

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from retrievers.base import Retriever, Run, Timer, directory_size, latency_summary, write_json_atomic
+from retrievers.base import Retriever, Run, Timer, directory_size, latency_summary, nested_from_dicts, write_json_atomic
 from retrievers.training import TrainConfig, train, training_pairs
 
 BGE_ZH_INSTRUCTION = "为这个句子生成表示以用于检索相关文章："
@@ -186,10 +186,7 @@ class DenseRetriever(Retriever):
 
     def __init__(self, config: DenseConfig | None = None):
         super().__init__(config)
-        if isinstance(self.config.scratch, dict):
-            self.config.scratch = ScratchPreset(**self.config.scratch)
-        if isinstance(self.config.train, dict):
-            self.config.train = TrainConfig(**self.config.train)
+        nested_from_dicts(self.config, DenseConfig(), ("scratch", "train"))
         self.encoder: DenseEncoder | None = None
 
     def fit(self, train_queries, train_qrels, corpus, work_dir: Path) -> None:
@@ -200,7 +197,8 @@ class DenseRetriever(Retriever):
         pairs = training_pairs(dict(train_queries), dict(train_qrels), dict(corpus))
         texts = list(corpus.values()) + [q for q, _ in pairs]
         self.encoder = DenseEncoder(self.config, texts=texts, work_dir=Path(work_dir))
-        summary = train(self.encoder, pairs, self.config.train, Path(work_dir) / "checkpoints")
+        summary = train(self.encoder, pairs, self.config.train, Path(work_dir) / "checkpoints",
+                        corpus_passages=list(corpus.values()))
         self.encoder.save(Path(work_dir) / "model")
         self._provenance["model"] = self.encoder.provenance
         self._provenance["training"] = summary

@@ -20,11 +20,9 @@ same architecture is trained here (``kind: scratch``), with the stand-in tokeniz
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -32,8 +30,9 @@ import torch
 from tqdm.auto import tqdm
 
 from retrievers import sparse_ops as ops
-from retrievers.base import Retriever, Run, Timer, latency_summary, write_json_atomic
-from retrievers.inverted_index import InvertedIndex
+from retrievers.base import nested_from_dicts
+from retrievers.impact_serving import ImpactRetriever
+from retrievers.tokenization import load_saved_tokenizer
 from retrievers.training import TrainConfig, info_nce, quadratic_warmup, train, training_pairs
 
 DEFAULT_IDS = {"bert": "bert-base-chinese", "qwen2": "Qwen/Qwen2.5-3B"}
@@ -155,10 +154,9 @@ class SparseEncoder(torch.nn.Module):
                            "note": f"{self.model_id} weights absent: small {self.config.backbone} trained from scratch"}
 
     def _load_dir(self, path: Path) -> None:
-        from transformers import AutoTokenizer
 
         self.backbone = self._auto_class().from_pretrained(str(path / "backbone"), local_files_only=True)
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path / "backbone"), local_files_only=True)
+        self.tokenizer = load_saved_tokenizer(str(path / "backbone"))
         self.provenance = json.loads((path / "provenance.json").read_text())
         if (path / "lrn_fc.pt").exists():
             hidden, vocab = self.backbone.config.hidden_size, self.backbone.config.vocab_size
@@ -262,6 +260,10 @@ class SparseEncoder(torch.nn.Module):
         rows = []
         for start in tqdm(range(0, len(texts), batch_size), desc=f"encoding {side}s", leave=False, disable=None):
             weights, _ = self.represent(texts[start:start + batch_size], side)
+            if side == "doc":
+                # a document-side normalisation changes the ranking, so the index stores normalised documents; a
+                # query-side one only rescales each query's scores and is left out of serving
+                _, weights = ops.normalise(weights[:0], weights, self.config.normalisation)
             rows.append(sp.csr_matrix(weights.numpy().astype(np.float32)))
         return sp.vstack(rows, format="csr") if rows else sp.csr_matrix((0, self.vocab_size), dtype=np.float32)
 
@@ -276,7 +278,7 @@ class SparseEncoder(torch.nn.Module):
         return [(r, float(v), bool(indicator[0, i] > 0)) for r, v, i in zip(readable, values, ids, strict=True)]
 
 
-class SparseRetriever(Retriever):
+class SparseRetriever(ImpactRetriever):
     """Trains a :class:`SparseEncoder`, indexes the corpus into the project's inverted index, searches it."""
 
     config_class = SparseConfig
@@ -284,78 +286,25 @@ class SparseRetriever(Retriever):
 
     def __init__(self, config: SparseConfig | None = None):
         super().__init__(config)
-        if isinstance(self.config.scratch, dict):
-            self.config.scratch = SparseScratch(**self.config.scratch)
-        if isinstance(self.config.train, dict):
-            self.config.train = TrainConfig(**self.config.train)
+        nested_from_dicts(self.config, SparseConfig(), ("scratch", "train"))
         self.encoder: SparseEncoder | None = None
-        self.index_: InvertedIndex | None = None
 
     def fit(self, train_queries, train_qrels, corpus, work_dir: Path) -> None:
         torch.set_num_threads(self.config.threads)
         pairs = training_pairs(dict(train_queries), dict(train_qrels), dict(corpus))
         self.encoder = SparseEncoder(self.config, texts=list(corpus.values()) + [q for q, _ in pairs])
-        summary = train(self.encoder, pairs, self.config.train, Path(work_dir) / "checkpoints")
+        summary = train(self.encoder, pairs, self.config.train, Path(work_dir) / "checkpoints",
+                        corpus_passages=list(corpus.values()))
         self.encoder.save(Path(work_dir) / "model")
         self._provenance.update({"model": self.encoder.provenance, "training": summary})
 
-    def index(self, corpus: Mapping[str, str], index_dir: Path) -> None:
+    def encode(self, texts: list[str], side: str) -> sp.csr_matrix:
         if self.encoder is None:
             raise RuntimeError("fit() the sparse retriever before indexing (or load() a trained one)")
-        pids = list(corpus)
-        with Timer() as timer:
-            docs = self.encoder.encode_sparse([corpus[p] for p in pids], "doc", self.config.encode_batch_size)
-            self.index_ = InvertedIndex.build(docs, doc_ids=pids, block_size=self.config.block_size)
-            self.index_.save(Path(index_dir) / "inverted")
-        write_json_atomic(Path(index_dir) / "provenance.json", self._provenance)
-        self.stats.index_time_s = timer.seconds
-        self.stats.index_size_bytes = self.index_.size_bytes()
-        self.stats.doc_terms_mean = float(docs.getnnz(axis=1).mean()) if docs.shape[0] else 0.0
+        return self.encoder.encode_sparse(texts, side, self.config.encode_batch_size)
 
-    def load(self, index_dir: Path) -> None:
-        index_dir = Path(index_dir)
-        self.encoder = SparseEncoder(self.config, model_dir=index_dir / "model")
-        self.index_ = InvertedIndex.load(index_dir / "inverted")
-        self._provenance = json.loads((index_dir / "provenance.json").read_text())
-        self.stats.index_size_bytes = self.index_.size_bytes()
-
-    def search(self, queries: Mapping[str, str], k: int = 1000) -> Run:
-        qids = list(queries)
-        with Timer() as encode_timer:
-            reps = self.encoder.encode_sparse([queries[q] for q in qids], "query", self.config.encode_batch_size)
-        result = self.index_.search(reps, k=k, algorithm=self.config.algorithm, top_m=self.config.query_top_m,
-                                    threads=self.config.threads)
-        run = {qid: result.hits(n, self.index_.doc_ids) for n, qid in enumerate(qids)}
-        latencies = []
-        for n in range(min(len(qids), self.config.latency_queries)):
-            start = time.perf_counter()
-            self.index_.search(reps[n], k=min(k, 10), algorithm=self.config.algorithm, top_m=self.config.query_top_m)
-            latencies.append(time.perf_counter() - start)
-        for key, value in latency_summary(latencies).items():
-            setattr(self.stats, key, value)
-        kept = reps if self.config.query_top_m is None else _keep_top(reps, self.config.query_top_m)
-        self.stats.flops = self.index_.overlap_flops(reps, top_m=self.config.query_top_m)
-        self.stats.query_terms_mean = float(kept.getnnz(axis=1).mean()) if kept.shape[0] else 0.0
-        self.stats.extra.update({"latency_k": 10, "latency_excludes_query_encoding": True,
-                                 "query_encoding_ms_mean": 1000 * encode_timer.seconds / max(1, len(qids)),
-                                 "active_query_dims": self.stats.query_terms_mean,
-                                 "active_doc_dims": self.stats.doc_terms_mean})
-        return run
+    def load_model(self, model_dir: Path) -> None:
+        self.encoder = SparseEncoder(self.config, model_dir=model_dir)
 
     def explain(self, text: str, side: str, n: int = 20) -> list[tuple[str, float, bool]]:
         return self.encoder.top_terms(text, side, n)
-
-
-def _keep_top(matrix: sp.csr_matrix, m: int) -> sp.csr_matrix:
-    rows = []
-    for i in range(matrix.shape[0]):
-        row = matrix.getrow(i)
-        if row.nnz > m:
-            order = np.argsort(-row.data, kind="stable")[:m]
-            row = sp.csr_matrix((row.data[order], (np.zeros(m, int), row.indices[order])), shape=row.shape)
-        rows.append(row)
-    return sp.vstack(rows, format="csr")
-
-
-def describe(config: SparseConfig) -> dict[str, Any]:
-    return asdict(config)

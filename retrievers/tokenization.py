@@ -177,3 +177,19 @@ def _wordpiece_stand_in(texts: list[str], vocab_size: int):
     )
     return PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
                                    sep_token="[SEP]", mask_token="[MASK]")
+
+
+def load_saved_tokenizer(path: str | os.PathLike):
+    """Reopen a tokenizer saved beside a model, exactly as it was trained.
+
+    ``AutoTokenizer`` in transformers 5 rebuilds a bare ``tokenizer.json`` through its ``TokenizersBackend`` class,
+    which splits digits one by one where the stand-in byte-level BPE kept "22" whole; a model trained with the one and
+    served with the other reads different tokens (measured: PROSPER demo MRR@10 71.65 -> 18.48 after a reload). The
+    ``tokenizer.json`` file is the full definition, so it is read as is whenever present.
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    path = Path(path)
+    if (path / "tokenizer.json").exists():
+        return PreTrainedTokenizerFast.from_pretrained(str(path), local_files_only=True)
+    return AutoTokenizer.from_pretrained(str(path), local_files_only=True)

@@ -40,6 +40,8 @@ class TrainConfig:
     seed: int = 13
     validation_pairs: int = 100  # held out from the training pairs to pick the best epoch; 0 = keep the last
     max_grad_norm: float = 1.0
+    hard_negatives: bool = False  # add one BM25 hard negative per query to the batch (SPLADE-v2 style)
+    hard_negative_depth: int = 30  # sampled from the BM25 top-n, positives excluded
 
 
 class Trainable(Protocol):
@@ -78,6 +80,50 @@ def training_pairs(train_queries: dict[str, str], train_qrels: dict[str, dict[st
     return pairs
 
 
+def mine_bm25_negatives(pairs: list[tuple[str, str]], passages: list[str], depth: int, seed: int
+                        ) -> dict[str, list[str]]:
+    """query text -> BM25 top-``depth`` passages that are not one of its positives (bm25s, k1=1.2, b=0.75).
+
+    Tokens: BERT basic tokenization (one token per CJK character, lower-cased words otherwise), the same view the
+    BERT-Chinese BM25 baseline has, without needing a tokenizer file.
+    """
+    import re
+
+    import bm25s
+
+    def tokens(text: str) -> list[str]:
+        return re.findall(r"[\u3400-\u9fff\uf900-\ufaff]|[a-z0-9]+", text.lower())
+
+    unique = list(dict.fromkeys(passages))
+    retriever = bm25s.BM25(k1=1.2, b=0.75)
+    retriever.index([tokens(p) for p in unique], show_progress=False)
+    positives: dict[str, set[str]] = {}
+    for query, passage in pairs:
+        positives.setdefault(query, set()).add(passage)
+    queries = list(positives)
+    docs, _ = retriever.retrieve([tokens(q) or ["[empty]"] for q in queries], k=min(depth, len(unique)),
+                                 show_progress=False, n_threads=1)
+    rng = random.Random(seed)
+    mined = {}
+    for query, row in zip(queries, docs, strict=True):
+        candidates = [unique[i] for i in row if unique[i] not in positives[query]]
+        rng.shuffle(candidates)
+        mined[query] = candidates
+    return mined
+
+
+def _with_negatives(batch: list[tuple[str, str]], negatives: dict[str, list[str]]) -> list[str]:
+    """The batch's positives followed by one hard negative per query that is not a passage of the batch."""
+    taken = {p for _, p in batch}
+    extra = []
+    for query, _ in batch:
+        choice = next((n for n in negatives.get(query, []) if n not in taken), None)
+        if choice is not None:
+            extra.append(choice)
+            taken.add(choice)
+    return [p for _, p in batch] + extra
+
+
 def _batches(pairs: list[tuple[str, str]], batch_size: int, rng: random.Random) -> list[list[tuple[str, str]]]:
     """Shuffled batches in which no passage appears twice (a duplicate would be a false in-batch negative)."""
     order = pairs[:]
@@ -110,8 +156,14 @@ def _mrr(model: Trainable, pairs: list[tuple[str, str]]) -> float:
 
 
 def train(model: Trainable, pairs: list[tuple[str, str]], config: TrainConfig, work_dir: Path,
-          on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
-    """Train ``model`` on ``pairs``; checkpoints under ``work_dir``; returns a summary for the result file."""
+          on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+          corpus_passages: list[str] | None = None) -> dict[str, Any]:
+    """Train ``model`` on ``pairs``; checkpoints under ``work_dir``; returns a summary for the result file.
+
+    ``training_loss(queries, passages)`` gets the batch's positives first (passage i belongs to query i), then, with
+    ``hard_negatives``, one BM25 negative per query mined from ``corpus_passages``: every model's InfoNCE treats all
+    passages after the positives as extra negatives for every query.
+    """
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(config.seed)
@@ -127,6 +179,8 @@ def train(model: Trainable, pairs: list[tuple[str, str]], config: TrainConfig, w
                                   weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
+    negatives = (mine_bm25_negatives(pairs, corpus_passages or [p for _, p in pairs], config.hard_negative_depth,
+                                     config.seed) if config.hard_negatives else {})
     state_file = work_dir / "trainer_state.json"
     history: list[dict[str, float]] = []
     start_epoch, step, best = 0, 0, -1.0
@@ -143,7 +197,8 @@ def train(model: Trainable, pairs: list[tuple[str, str]], config: TrainConfig, w
         totals: dict[str, float] = {}
         batches = _batches(pairs, config.batch_size, epoch_rng)
         for batch in tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=None):
-            loss, parts = model.training_loss([q for q, _ in batch], [p for _, p in batch], step, total)
+            passages = _with_negatives(batch, negatives) if negatives else [p for _, p in batch]
+            loss, parts = model.training_loss([q for q, _ in batch], passages, step, total)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.max_grad_norm)

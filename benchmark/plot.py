@@ -1,0 +1,97 @@
+"""``python -m benchmark plot``: trade-off curves (MRR@10 against FLOPS and against latency) to PNG.
+
+Sweep points come from ``results/tradeoff/<dataset>/``; the newest plain run of every other retriever on the dataset
+is drawn as a reference point (BM25 has FLOPS; a dense model has none, so it is a horizontal line on the FLOPS panel).
+The title names the dataset and the provenance, so a scratch-model curve is never mistaken for the paper's.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from benchmark.report import provenance_label
+from benchmark.results import find_results, latest_results, load_result
+
+
+def _sweeps(results: Path, dataset: str) -> dict[tuple[str, str], list[tuple[object, float, float | None, float | None]]]:
+    """(retriever, knob) -> [(value, MRR@10, FLOPS, p50 ms)], newest result per value."""
+    newest: dict[tuple[str, str, str], dict] = {}
+    for path in find_results(results / "tradeoff", dataset):
+        payload = load_result(path)
+        sweep = payload.get("sweep")
+        if not sweep:
+            continue
+        newest[(payload["retriever"]["name"], sweep["knob"], str(sweep["value"]))] = payload
+    curves: dict[tuple[str, str], list] = defaultdict(list)
+    for (name, knob, _), payload in newest.items():
+        cost = payload["cost"]
+        curves[(name, knob)].append((payload["sweep"]["value"], payload["metrics"]["MRR@10"], cost.get("flops"),
+                                     cost.get("latency_ms_p50")))
+    for points in curves.values():
+        points.sort(key=lambda p: (p[2] is None, p[2] or 0.0))
+    return curves
+
+
+def plot_tradeoff(results: Path, dataset: str, out_dir: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = Path(results)
+    curves = _sweeps(results, dataset)
+    references = {name: load_result(path) for name, path in latest_results(results, dataset).items()}
+    if not curves and not references:
+        return None
+    provenance = sorted({provenance_label(p) for p in references.values()} |
+                        {provenance_label(load_result(p)) for p in find_results(results / "tradeoff", dataset)[:50]})
+    fig, (ax_flops, ax_lat) = plt.subplots(1, 2, figsize=(13, 5.2))
+    markers = {"flops_scale": "o-", "lfw": "s--", "query_top_m": "^:"}
+    for (name, knob), points in sorted(curves.items()):
+        label = f"{name}: {knob}"
+        flops = [(p[2], p[1] * 100, p[0]) for p in points if p[2] is not None]
+        if flops:
+            line, = ax_flops.plot([f for f, _, _ in flops], [m for _, m, _ in flops], markers.get(knob, "o-"),
+                                  label=label)
+            for f, m, value in flops:
+                ax_flops.annotate(str(value), (f, m), textcoords="offset points", xytext=(3, 3), fontsize=7,
+                                  color=line.get_color())
+        lat = sorted((p[3], p[1] * 100) for p in points if p[3] is not None)
+        if lat:
+            ax_lat.plot([x for x, _ in lat], [y for _, y in lat], markers.get(knob, "o-"), label=label)
+    for name, payload in sorted(references.items()):
+        mrr = payload["metrics"]["MRR@10"] * 100
+        cost = payload.get("cost", {})
+        if cost.get("flops"):
+            ax_flops.plot([cost["flops"]], [mrr], "k*", markersize=9)
+            ax_flops.annotate(name, (cost["flops"], mrr), textcoords="offset points", xytext=(4, -10), fontsize=8)
+        else:
+            ax_flops.axhline(mrr, color="grey", linestyle="-.", linewidth=0.8)
+            ax_flops.annotate(f"{name} (dense)", (0.01, mrr), xycoords=("axes fraction", "data"), fontsize=8,
+                              color="grey", xytext=(0, 2), textcoords="offset points")
+        if cost.get("latency_ms_p50"):
+            ax_lat.plot([cost["latency_ms_p50"]], [mrr], "k*", markersize=9)
+            ax_lat.annotate(name, (cost["latency_ms_p50"], mrr), textcoords="offset points", xytext=(4, -10),
+                            fontsize=8)
+    ax_flops.set_xscale("log")
+    ax_flops.set_xlabel("FLOPS (average overlapping terms per query-document pair, log scale)")
+    ax_lat.set_xscale("log")
+    ax_lat.set_xlabel("query latency p50 at k=10 (ms, log scale; query encoding excluded)")
+    for ax in (ax_flops, ax_lat):
+        ax.set_ylabel("MRR@10 (%)")
+        ax.grid(True, alpha=0.3)
+    handles, labels = ax_flops.get_legend_handles_labels()
+    if handles:
+        ax_flops.legend(fontsize=8, loc="lower right")
+    label = next(iter(references.values()), {}).get("dataset", {}).get("corpus_label", "")
+    fig.suptitle(f"{dataset} ({label}) - effectiveness vs cost - provenance: {', '.join(provenance)}", fontsize=11)
+    fig.tight_layout()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{dataset}-tradeoff.png"
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,188 @@
+"""DeepCT: BERT token-level term-weight regression, served as impacts from the project's inverted index.
+
+DeepCT (Dai & Callan, 2020) predicts, for every token of a passage, how important that term is, regressing on the
+*query term recall* target: the fraction of the passage's training queries that contain the term. Choices here
+(documented, configurable):
+
+- the target of a (query, passage) pair is 1 for passage tokens the query contains and 0 otherwise; with several
+  queries per passage the mean of the pairs' targets is what the squared loss fits (= query term recall);
+- a term occurring several times keeps its largest predicted weight; weights are ReLU'd (``min_weight`` drops noise);
+- the original writes ``round(100 * w)`` as the tf of a BM25 index; the paper's suite (and this one) writes the weights
+  as *impacts* into the inverted index, with the query a bag of its tokens (weight = count) - so scoring is the sum of
+  the predicted weights of the query's terms, and FLOPS is measured on the same index as the other sparse models;
+- the shared trainer drives it (same seeds, pool protocol, checkpoints); validation MRR uses that same score.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from tqdm.auto import tqdm
+
+from retrievers.base import nested_from_dicts
+from retrievers.impact_serving import ImpactRetriever
+from retrievers.tokenization import load_saved_tokenizer
+from retrievers.training import TrainConfig, train, training_pairs
+
+
+@dataclass
+class DeepCTScratch:
+    hidden_size: int = 128
+    layers: int = 2
+    heads: int = 4
+    intermediate_size: int = 512
+
+
+@dataclass
+class DeepCTConfig:
+    model_id: str = "bert-base-chinese"
+    model_path: str | None = None
+    allow_scratch: bool = True
+    scratch: DeepCTScratch = field(default_factory=DeepCTScratch)
+    max_length: int = 128
+    min_weight: float = 0.01
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, batch_size=32, lr=1e-3))
+    block_size: int = 64
+    algorithm: str = "bmm"
+    threads: int = 2
+    encode_batch_size: int = 64
+    latency_queries: int = 1000
+
+
+class DeepCTModel(torch.nn.Module):
+    """BERT encoder + a linear regression head on every token."""
+
+    def __init__(self, config: DeepCTConfig, model_dir: Path | None = None, texts: Sequence[str] | None = None):
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
+
+        self.config = config
+        if model_dir is not None:
+            self.encoder = AutoModel.from_pretrained(str(model_dir / "encoder"), local_files_only=True,
+                                                         add_pooling_layer=False)
+            self.tokenizer = load_saved_tokenizer(str(model_dir / "encoder"))
+            self.provenance = json.loads((model_dir / "provenance.json").read_text())
+        else:
+            source = config.model_path or config.model_id
+            try:
+                self.encoder = AutoModel.from_pretrained(source, local_files_only=True, add_pooling_layer=False)
+                self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+                self.provenance = {"model_id": config.model_id, "kind": "pretrained", "source": source}
+            except (OSError, ValueError) as err:
+                if config.model_path or not config.allow_scratch:
+                    raise FileNotFoundError(f"weights for {config.model_id!r} not found at {source}: {err}") from err
+                from retrievers.tokenization import load_tokenizer
+
+                tok = load_tokenizer(config.model_id, list(texts or []))
+                self.tokenizer = tok.hf
+                torch.manual_seed(config.train.seed)
+                p = config.scratch
+                self.encoder = BertModel(BertConfig(
+                    vocab_size=len(tok.hf), hidden_size=p.hidden_size, num_hidden_layers=p.layers,
+                    num_attention_heads=p.heads, intermediate_size=p.intermediate_size,
+                    max_position_embeddings=max(128, config.max_length)), add_pooling_layer=False)
+                self.provenance = {"model_id": config.model_id, "kind": "scratch", "preset": asdict(p),
+                                   "tokenizer": tok.provenance,
+                                   "note": f"{config.model_id} weights absent: small BERT trained from scratch"}
+        self.head = torch.nn.Linear(self.encoder.config.hidden_size, 1)
+        if model_dir is not None:
+            self.head.load_state_dict(torch.load(model_dir / "head.pt", weights_only=True))
+        self.vocab_size = self.encoder.config.vocab_size
+        specials = {self.tokenizer.pad_token_id, self.tokenizer.cls_token_id, self.tokenizer.sep_token_id}
+        self.special = torch.tensor(sorted(i for i in specials if i is not None))
+
+    def token_weights(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(ids, mask of real non-special tokens, predicted weight per token)."""
+        tok = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.config.max_length,
+                             return_tensors="pt")
+        hidden = self.encoder(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"]).last_hidden_state
+        ids = tok["input_ids"]
+        mask = tok["attention_mask"].bool() & ~torch.isin(ids, self.special)
+        return ids, mask, self.head(hidden).squeeze(-1)
+
+    def doc_vectors(self, texts: Sequence[str]) -> torch.Tensor:
+        """(batch, vocab) term weights: max over a term's occurrences of ReLU(prediction)."""
+        ids, mask, pred = self.token_weights(texts)
+        weights = torch.relu(pred) * mask
+        out = torch.zeros(len(texts), self.vocab_size)
+        return out.scatter_reduce(1, ids, weights, reduce="amax")
+
+    def query_vectors(self, texts: Sequence[str]) -> torch.Tensor:
+        """(batch, vocab) bag of the query's tokens (weight = count)."""
+        tok = self.tokenizer(list(texts), truncation=True, max_length=self.config.max_length, padding=True,
+                             return_tensors="pt")
+        ids = tok["input_ids"]
+        mask = (tok["attention_mask"].bool() & ~torch.isin(ids, self.special)).float()
+        return torch.zeros(len(texts), self.vocab_size).scatter_add(1, ids, mask)
+
+    # -- trainer protocol ----------------------------------------------------------------------------------------
+    def training_loss(self, queries, passages, step, total_steps):
+        ids, mask, pred = self.token_weights(passages[:len(queries)])  # regression: hard negatives play no part
+        bags = self.query_vectors(queries) > 0
+        target = torch.gather(bags.float(), 1, ids)  # 1 where the query contains the passage token
+        loss = ((pred - target) ** 2 * mask).sum() / mask.sum().clamp(min=1)
+        return loss, {"mse": float(loss.detach()), "target_mean": float((target * mask).sum() / mask.sum())}
+
+    def score_pairs(self, queries, passages):
+        return self.query_vectors(queries) @ self.doc_vectors(passages).T
+
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        self.encoder.save_pretrained(str(path / "encoder"))
+        self.tokenizer.save_pretrained(str(path / "encoder"))
+        torch.save(self.head.state_dict(), path / "head.pt")
+        (path / "provenance.json").write_text(json.dumps(self.provenance, ensure_ascii=False, indent=2))
+
+    def load_weights(self, path: Path) -> None:
+        from transformers import AutoModel
+
+        self.encoder.load_state_dict(AutoModel.from_pretrained(str(Path(path) / "encoder"), add_pooling_layer=False,
+                                                               local_files_only=True).state_dict())
+        self.head.load_state_dict(torch.load(Path(path) / "head.pt", weights_only=True))
+
+
+class DeepCTRetriever(ImpactRetriever):
+    config_class = DeepCTConfig
+    needs_training = True
+
+    def __init__(self, config: DeepCTConfig | None = None):
+        super().__init__(config)
+        nested_from_dicts(self.config, DeepCTConfig(), ("scratch", "train"))
+        self.model: DeepCTModel | None = None
+
+    def fit(self, train_queries, train_qrels, corpus, work_dir: Path) -> None:
+        torch.set_num_threads(self.config.threads)
+        pairs = training_pairs(dict(train_queries), dict(train_qrels), dict(corpus))
+        self.model = DeepCTModel(self.config, texts=list(corpus.values()) + [q for q, _ in pairs])
+        summary = train(self.model, pairs, self.config.train, Path(work_dir) / "checkpoints",
+                        corpus_passages=list(corpus.values()))
+        self.model.save(Path(work_dir) / "model")
+        self._provenance.update({"model": self.model.provenance, "training": summary})
+
+    def load_model(self, model_dir: Path) -> None:
+        self.model = DeepCTModel(self.config, model_dir=model_dir)
+
+    @torch.no_grad()
+    def encode(self, texts: list[str], side: str) -> sp.csr_matrix:
+        self.model.eval()
+        rows, step = [], self.config.encode_batch_size
+        fn = self.model.doc_vectors if side == "doc" else self.model.query_vectors
+        for start in tqdm(range(0, len(texts), step), desc=f"DeepCT {side}s", leave=False, disable=None):
+            block = fn(texts[start:start + step]).numpy()
+            if side == "doc":
+                block[block < self.config.min_weight] = 0.0
+            rows.append(sp.csr_matrix(block.astype(np.float32)))
+        return sp.vstack(rows, format="csr") if rows else sp.csr_matrix((0, self.model.vocab_size), dtype=np.float32)
+
+    def explain(self, text: str, side: str, n: int = 20) -> list[tuple[str, float, bool]]:
+        with torch.no_grad():
+            vec = (self.model.doc_vectors if side == "doc" else self.model.query_vectors)([text])[0]
+        values, ids = torch.topk(vec, min(n, int((vec > 0).sum())))
+        tokens = self.model.tokenizer.convert_ids_to_tokens(ids.tolist())
+        return [(t, float(v), True) for t, v in zip(tokens, values, strict=True)]

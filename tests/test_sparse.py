@@ -1,0 +1,114 @@
+"""A tiny PROSPER trained on the demo set end to end: result file, exact serving, LRN, explain, trade-off, plot, report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark.cli import main
+from benchmark.registry import get_spec, parse_overrides
+from benchmark.results import find_results, load_result
+from benchmark.runner import trained_retriever
+
+TINY = ["--set", "train.epochs=1", "--set", "train.validation_pairs=0", "--set", "scratch.hidden_size=32",
+        "--set", "scratch.layers=1", "--set", "scratch.intermediate_size=64", "--set", "max_length=32",
+        "--set", "latency_queries=30"]
+
+
+def tiny_overrides():
+    return parse_overrides([TINY[i + 1] for i in range(0, len(TINY), 2)])
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    assert main(["run", "prosper", "--dataset", "demo", "--output", str(out), *TINY]) == 0
+    (path,) = find_results(out, "demo", "prosper")
+    return out, load_result(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_prosper(tiny_run, demo):
+    return trained_retriever(get_spec("prosper"), demo, tiny_overrides())  # reopened from the run's cache
+
+
+def test_result_records_cost_active_dimensions_and_scratch_provenance(tiny_run):
+    _, payload = tiny_run
+    assert payload["metrics"]["MRR@10"] > 0.3  # far above chance (1/2000) after one epoch
+    cost = payload["cost"]
+    assert cost["flops"] > 0 and cost["index_size_bytes"] > 0 and cost["latency_ms_p50"] > 0
+    assert 0 < cost["extra"]["active_query_dims"] <= 256 and 0 < cost["extra"]["active_doc_dims"] <= 512
+    model = payload["provenance"]["model"]
+    assert model["kind"] == "scratch" and model["model_id"] == "Qwen/Qwen2.5-3B"
+    assert payload["retriever"]["config"]["train"]["epochs"] == 1
+    assert payload["retriever"]["config"]["train"]["lr"] == 1e-3  # --set train.epochs kept the other train fields
+
+
+def test_a_second_run_reopens_the_model_and_index_with_identical_metrics(tiny_run, tmp_path):
+    _, first = tiny_run
+    assert main(["run", "prosper", "--dataset", "demo", "--output", str(tmp_path), *TINY]) == 0
+    (path,) = find_results(tmp_path, "demo", "prosper")
+    second = load_result(path)
+    assert second["index"]["reused"] and not first["index"]["reused"]
+    assert second["metrics"] == first["metrics"]  # the reloaded tokenizer and weights read queries as trained
+
+
+def test_reloaded_index_serves_exact_top_k(tiny_prosper, demo):
+    retriever = tiny_prosper
+    qids = sorted(demo.qrels)[:40]
+    reps = retriever.encoder.encode_sparse([demo.queries[q] for q in qids], "query", 16)
+    exhaustive = retriever.index_.search(reps, k=10, algorithm="exhaustive")
+    for algorithm in ("maxscore", "bmm"):
+        result = retriever.index_.search(reps, k=10, algorithm=algorithm)
+        np.testing.assert_array_equal(result.doc_index, exhaustive.doc_index)
+        np.testing.assert_array_equal(result.int_scores, exhaustive.int_scores)
+
+
+def test_literal_residual_makes_every_literal_token_active(tiny_prosper, demo):
+    encoder = tiny_prosper.encoder
+    texts = [demo.queries[q] for q in sorted(demo.qrels)[:8]]
+    with torch.no_grad():
+        weights, basic, indicator = encoder.forward_side(texts, "query")
+    literal = indicator > 0
+    # W = w + I*(max(w') - w'): at a literal id W >= w >= 0, and > 0 except where w' is at its maximum and w = 0
+    assert (weights[literal] >= basic[literal] - 1e-6).all()
+    inactive_literals = (literal & (weights <= 0)).sum(dim=1)
+    assert (inactive_literals <= 1).all()
+    assert torch.equal(weights[~literal], basic[~literal])  # expansion terms keep the basic weight
+
+
+def test_explain_prints_top_terms_with_their_origin(tiny_run, capsys):
+    capsys.readouterr()
+    assert main(["explain", "prosper", "华为 手机 壳", "--dataset", "demo", "--top", "8", *TINY]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line for line in lines[2:] if line.strip()]
+    assert 1 <= len(rows) <= 8
+    assert any(line.rstrip().endswith("literal") for line in rows)
+    weights = [float(line.split()[-2]) for line in rows]
+    assert weights == sorted(weights, reverse=True)
+
+
+def test_tradeoff_plot_and_report(tiny_run, tmp_path, capsys):
+    out, _ = tiny_run
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("retrievers: [prosper]\nquery_top_m: [2, 4]\n")
+    assert main(["tradeoff", "--grid", str(grid), "--dataset", "demo", "--output", str(out / "tradeoff"), *TINY]) == 0
+    points = [load_result(p) for p in find_results(out / "tradeoff", "demo", "prosper")]
+    by_m = {p["sweep"]["value"]: p for p in points}
+    assert set(by_m) == {2, 4} and all(p["index"]["reused"] for p in points)  # search-only knob: no retraining
+    _, full = tiny_run
+    assert by_m[2]["cost"]["flops"] < by_m[4]["cost"]["flops"] <= full["cost"]["flops"]
+
+    assert main(["run", "bm25s-bert", "--dataset", "demo", "--output", str(out)]) == 0
+    assert main(["plot", "--results", str(out), "--dataset", "demo"]) == 0
+    png = out / "plots" / "demo-tradeoff.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert main(["report", "--results", str(out)]) == 0
+    report = (out / "REPORT.md").read_text()
+    assert "| prosper |" in report and "| bm25s-bert |" in report and "scratch" in report
+    assert "![demo-tradeoff](plots/demo-tradeoff.png)" in report
+    assert "not comparable with the paper" in report
+    json.dumps(report)  # plain text
