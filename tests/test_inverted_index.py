@@ -40,13 +40,14 @@ def collections(draw):
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(collections(), st.sampled_from([1, 10, 1000]), st.sampled_from([None, 1, 3, 16]), st.sampled_from([1, 7, 64, 4096]))
-def test_every_algorithm_equals_brute_force(data, k, top_m, window):
+@given(collections(), st.sampled_from([1, 10, 1000]), st.sampled_from([None, 1, 3, 16]), st.sampled_from([1, 7, 64, 4096]),
+       st.booleans())
+def test_every_algorithm_equals_brute_force(data, k, top_m, window, seed):
     docs, queries, block = data
     index = InvertedIndex.build(docs, block_size=block)
     ref_docs, ref_scores = brute_force(index, queries, k, top_m=top_m)
     for algorithm in ALGORITHMS:
-        got = index.search(queries, k=k, algorithm=algorithm, top_m=top_m, window=window)
+        got = index.search(queries, k=k, algorithm=algorithm, top_m=top_m, window=window, seed=seed)
         np.testing.assert_array_equal(got.doc_index, ref_docs, err_msg=algorithm)
         np.testing.assert_array_equal(got.int_scores, ref_scores, err_msg=algorithm)
 
