@@ -118,9 +118,11 @@ def _fit_and_index(retriever, spec: RetrieverSpec, dataset: Dataset, fold: Fold,
         for key in INDEX_STAT_FIELDS:
             setattr(retriever.stats, key, saved.get(key))
         return True
-    if index_dir.exists():
-        shutil.rmtree(index_dir)  # a half-built index from an interrupted run
-    index_dir.mkdir(parents=True)
+    if index_dir.exists():  # an interrupted run: drop its half-built index, keep training checkpoints to resume from
+        for child in index_dir.iterdir():
+            if child.name != "checkpoints":
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+    index_dir.mkdir(parents=True, exist_ok=True)
     if retriever.needs_training:
         log.info("%s: training on %d queries (%s)", spec.name, len(fold.train_qrels), fold.name)
         with Timer() as timer:

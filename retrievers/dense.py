@@ -52,7 +52,8 @@ class DenseConfig:
     max_length: int = 64
     scratch: ScratchPreset = field(default_factory=ScratchPreset)
     allow_scratch: bool = True
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, batch_size=32, lr=5e-4))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, batch_size=32, lr=5e-4,
+                                                                                    min_steps=600))
     index_type: str = "flat"  # flat | hnsw | ivfpq
     hnsw_m: int = 32
     hnsw_ef_search: int = 128

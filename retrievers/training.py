@@ -40,6 +40,7 @@ class TrainConfig:
     seed: int = 13
     validation_pairs: int = 100  # held out from the training pairs to pick the best epoch; 0 = keep the last
     max_grad_norm: float = 1.0
+    min_steps: int = 0  # train at least this many optimizer steps (more epochs on a small training set); 0 = off
     hard_negatives: bool = False  # add one BM25 hard negative per query to the batch (SPLADE-v2 style)
     hard_negative_depth: int = 30  # sampled from the BM25 top-n, positives excluded
 
@@ -173,7 +174,8 @@ def train(model: Trainable, pairs: list[tuple[str, str]], config: TrainConfig, w
     n_val = min(config.validation_pairs, len(pairs) // 5)
     validation, pairs = pairs[:n_val], pairs[n_val:]
     steps_per_epoch = len(_batches(pairs, config.batch_size, random.Random(0)))
-    total = max(1, steps_per_epoch * config.epochs)
+    epochs = max(config.epochs, math.ceil(config.min_steps / max(1, steps_per_epoch)))
+    total = max(1, steps_per_epoch * epochs)
     warmup = max(1, int(config.warmup_fraction * total))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
                                   weight_decay=config.weight_decay)
@@ -191,12 +193,12 @@ def train(model: Trainable, pairs: list[tuple[str, str]], config: TrainConfig, w
         optimizer.load_state_dict(torch.load(work_dir / "last" / "optimizer.pt", weights_only=True))
         schedule.load_state_dict(torch.load(work_dir / "last" / "scheduler.pt", weights_only=True))
         log.info("resuming at epoch %d", start_epoch + 1)
-    for epoch in range(start_epoch, config.epochs):
+    for epoch in range(start_epoch, epochs):
         model.train(True)
         epoch_rng = random.Random(config.seed * 1000 + epoch)
         totals: dict[str, float] = {}
         batches = _batches(pairs, config.batch_size, epoch_rng)
-        for batch in tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=None):
+        for batch in tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=None):
             passages = _with_negatives(batch, negatives) if negatives else [p for _, p in batch]
             loss, parts = model.training_loss([q for q, _ in batch], passages, step, total)
             optimizer.zero_grad()
@@ -227,8 +229,8 @@ def train(model: Trainable, pairs: list[tuple[str, str]], config: TrainConfig, w
     model.load_weights(work_dir / "best")
     model.train(False)
     best_epoch = max(history, key=lambda r: r.get("val_mrr", r["epoch"]))["epoch"] if history else None
-    return {"config": asdict(config), "pairs": len(pairs), "validation_pairs": len(validation), "steps": step,
-            "best_epoch": best_epoch, "history": history}
+    return {"config": asdict(config), "epochs_run": epochs, "pairs": len(pairs), "validation_pairs": len(validation),
+            "steps": step, "best_epoch": best_epoch, "history": history}
 
 
 def _save(model: Trainable, path: Path, optimizer=None, schedule=None) -> None:
