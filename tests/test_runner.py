@@ -20,3 +20,30 @@ def test_other_datasets_use_the_official_split(demo):
     protocol, folds = training_folds(demo)
     assert protocol == "official-train-split" and len(folds) == 1
     assert folds[0].train_qrels == demo.train_qrels and set(folds[0].eval_qids) == set(demo.queries)
+
+
+def test_an_interrupted_training_resumes_from_its_checkpoints(demo, tmp_path, monkeypatch):
+    """A run killed mid-training leaves checkpoints; the next run drops the half-built index but keeps them."""
+    from benchmark.registry import RetrieverSpec
+    from benchmark.runner import Fold, _fit_and_index
+    from retrievers.bm25 import BM25Retriever
+
+    seen = {}
+
+    class Trained(BM25Retriever):
+        needs_training = True
+
+        def fit(self, train_queries, train_qrels, corpus, work_dir):
+            seen["checkpoint"] = (work_dir / "checkpoints" / "trainer_state.json").read_text()
+            seen["stale"] = (work_dir / "half-built.bin").exists()
+
+    index_dir = tmp_path / "index"
+    (index_dir / "checkpoints").mkdir(parents=True)
+    (index_dir / "checkpoints" / "trainer_state.json").write_text('{"epoch": 3}')
+    (index_dir / "half-built.bin").write_bytes(b"\0" * 10)
+    retriever = Trained()
+    retriever.config.backend = "bm25s"
+    spec = RetrieverSpec("trained-bm25", "x:y")
+    reused = _fit_and_index(retriever, spec, demo, Fold("all", {}, {}, []), index_dir, reuse_index=True)
+    assert not reused and seen == {"checkpoint": '{"epoch": 3}', "stale": False}
+    assert (index_dir / "DONE").exists()
