@@ -152,7 +152,8 @@ def _mrr(model: Trainable, pairs: list[tuple[str, str]]) -> float:
     """Validation: MRR of each held-out query's positive among all held-out passages."""
     with torch.no_grad():
         scores = model.score_pairs([q for q, _ in pairs], [p for _, p in pairs])
-    ranks = (scores > scores.diag()[:, None]).sum(dim=1) + 1
+    # ties count against the positive: a collapsed model (all scores equal) must score ~0, not a perfect 1.0
+    ranks = (scores >= scores.diag()[:, None]).sum(dim=1)
     return float((1.0 / ranks.float()).mean())
 
 

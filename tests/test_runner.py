@@ -47,3 +47,22 @@ def test_an_interrupted_training_resumes_from_its_checkpoints(demo, tmp_path, mo
     reused = _fit_and_index(retriever, spec, demo, Fold("all", {}, {}, []), index_dir, reuse_index=True)
     assert not reused and seen == {"checkpoint": '{"epoch": 3}', "stale": False}
     assert (index_dir / "DONE").exists()
+
+
+def test_validation_mrr_counts_ties_against_the_positive():
+    """A collapsed model scoring everything equal must not look perfect (it once picked a dead SPLADE epoch)."""
+    import torch
+
+    from retrievers.training import _mrr
+
+    class Constant:
+        def score_pairs(self, queries, passages):
+            return torch.zeros(len(queries), len(passages))
+
+    class Oracle:
+        def score_pairs(self, queries, passages):
+            return torch.eye(len(queries))
+
+    pairs = [(f"q{i}", f"p{i}") for i in range(4)]
+    assert _mrr(Oracle(), pairs) == 1.0
+    assert _mrr(Constant(), pairs) == 0.25
