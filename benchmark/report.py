@@ -81,7 +81,8 @@ def write_report(results: Path, output: Path, datasets: list[str] | None = None,
     datasets = datasets or result_datasets(results)
     parts = ["# prosper-bench report", "",
              "Newest result per retriever. Metrics in %. FLOPS = average number of overlapping terms per "
-             "query-document pair. Latency: p50 of single-query search at k=10, query encoding excluded. "
+             "query-document pair. Latency: p50 of single-query search at k=10 (sparse and BM25: query encoding "
+             "excluded; dense: included, the result files say which). "
              "Provenance: `pretrained` = real weights and tokenizers; `scratch` / `stand-in` = a small model or "
              "tokenizer of the same family trained here (never comparable with the paper's numbers).", ""]
     for dataset in datasets:
