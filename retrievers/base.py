@@ -59,9 +59,14 @@ def directory_size(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 
+#: Config fields that say where a model runs, not what it is: never part of a config hash (a model trained on a GPU
+#: and one trained on the CPU from the same config share a cache entry and a result series).
+RUNTIME_FIELDS = ("device",)
+
+
 def config_hash(config: Any, exclude: tuple[str, ...] = ()) -> str:
     """Short stable hash of a config dataclass; ``exclude`` drops fields (e.g. search-only knobs for an index key)."""
-    values = {k: v for k, v in dataclasses.asdict(config).items() if k not in exclude}
+    values = {k: v for k, v in dataclasses.asdict(config).items() if k not in exclude and k not in RUNTIME_FIELDS}
     payload = json.dumps(values, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
@@ -105,6 +110,31 @@ class Retriever(abc.ABC):
 
     def cost(self) -> CostStats:
         return self.stats
+
+
+def torch_device(name: str = "auto") -> Any:
+    """``auto`` -> the first CUDA GPU when torch sees one, else the CPU; anything else is passed to ``torch.device``.
+
+    Training and encoding follow it; the inverted index, Faiss and scoring stay on the CPU. CPU runs are
+    deterministic (seeded); GPU kernels are not bit-reproducible, so a result file records the device it used.
+    """
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} asked for, but torch sees no CUDA GPU (use device=cpu or auto)")
+    return device
+
+
+def device_provenance(device: Any) -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {"device": str(device)}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
 
 
 class Timer:

@@ -25,7 +25,7 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
-from retrievers.base import nested_from_dicts
+from retrievers.base import device_provenance, nested_from_dicts, torch_device
 from retrievers.impact_serving import ImpactRetriever
 from retrievers.tokenization import load_saved_tokenizer
 from retrievers.training import TrainConfig, train, training_pairs
@@ -51,6 +51,7 @@ class DeepCTConfig:
     block_size: int = 64
     algorithm: str = "bmm"
     threads: int = 2
+    device: str = "auto"  # training and encoding: auto (a CUDA GPU when present) | cpu | cuda[:n]
     encode_batch_size: int = 64
     latency_queries: int = 1000
 
@@ -92,7 +93,7 @@ class DeepCTModel(torch.nn.Module):
                                    "note": f"{config.model_id} weights absent: small BERT trained from scratch"}
         self.head = torch.nn.Linear(self.encoder.config.hidden_size, 1)
         if model_dir is not None:
-            self.head.load_state_dict(torch.load(model_dir / "head.pt", weights_only=True))
+            self.head.load_state_dict(torch.load(model_dir / "head.pt", weights_only=True, map_location="cpu"))
         self.vocab_size = self.encoder.config.vocab_size
         specials = {self.tokenizer.pad_token_id, self.tokenizer.cls_token_id, self.tokenizer.sep_token_id}
         self.special = torch.tensor(sorted(i for i in specials if i is not None))
@@ -100,26 +101,26 @@ class DeepCTModel(torch.nn.Module):
     def token_weights(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(ids, mask of real non-special tokens, predicted weight per token)."""
         tok = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.config.max_length,
-                             return_tensors="pt")
+                             return_tensors="pt").to(self.head.weight.device)
         hidden = self.encoder(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"]).last_hidden_state
         ids = tok["input_ids"]
-        mask = tok["attention_mask"].bool() & ~torch.isin(ids, self.special)
+        mask = tok["attention_mask"].bool() & ~torch.isin(ids, self.special.to(ids.device))
         return ids, mask, self.head(hidden).squeeze(-1)
 
     def doc_vectors(self, texts: Sequence[str]) -> torch.Tensor:
         """(batch, vocab) term weights: max over a term's occurrences of ReLU(prediction)."""
         ids, mask, pred = self.token_weights(texts)
         weights = torch.relu(pred) * mask
-        out = torch.zeros(len(texts), self.vocab_size)
+        out = torch.zeros(len(texts), self.vocab_size, device=weights.device)
         return out.scatter_reduce(1, ids, weights, reduce="amax")
 
     def query_vectors(self, texts: Sequence[str]) -> torch.Tensor:
         """(batch, vocab) bag of the query's tokens (weight = count)."""
         tok = self.tokenizer(list(texts), truncation=True, max_length=self.config.max_length, padding=True,
-                             return_tensors="pt")
+                             return_tensors="pt").to(self.head.weight.device)
         ids = tok["input_ids"]
-        mask = (tok["attention_mask"].bool() & ~torch.isin(ids, self.special)).float()
-        return torch.zeros(len(texts), self.vocab_size).scatter_add(1, ids, mask)
+        mask = (tok["attention_mask"].bool() & ~torch.isin(ids, self.special.to(ids.device))).float()
+        return torch.zeros(len(texts), self.vocab_size, device=ids.device).scatter_add(1, ids, mask)
 
     # -- trainer protocol ----------------------------------------------------------------------------------------
     def training_loss(self, queries, passages, step, total_steps):
@@ -144,7 +145,7 @@ class DeepCTModel(torch.nn.Module):
 
         self.encoder.load_state_dict(AutoModel.from_pretrained(str(Path(path) / "encoder"), add_pooling_layer=False,
                                                                local_files_only=True).state_dict())
-        self.head.load_state_dict(torch.load(Path(path) / "head.pt", weights_only=True))
+        self.head.load_state_dict(torch.load(Path(path) / "head.pt", weights_only=True, map_location="cpu"))
 
 
 class DeepCTRetriever(ImpactRetriever):
@@ -160,13 +161,16 @@ class DeepCTRetriever(ImpactRetriever):
         torch.set_num_threads(self.config.threads)
         pairs = training_pairs(dict(train_queries), dict(train_qrels), dict(corpus))
         self.model = DeepCTModel(self.config, texts=list(corpus.values()) + [q for q, _ in pairs])
+        device = torch_device(self.config.device)
+        self.model.to(device)
+        self._provenance["compute"] = device_provenance(device)
         summary = train(self.model, pairs, self.config.train, Path(work_dir) / "checkpoints",
                         corpus_passages=list(corpus.values()))
         self.model.save(Path(work_dir) / "model")
         self._provenance.update({"model": self.model.provenance, "training": summary})
 
     def load_model(self, model_dir: Path) -> None:
-        self.model = DeepCTModel(self.config, model_dir=model_dir)
+        self.model = DeepCTModel(self.config, model_dir=model_dir).to(torch_device(self.config.device))
 
     @torch.no_grad()
     def encode(self, texts: list[str], side: str) -> sp.csr_matrix:
@@ -174,7 +178,7 @@ class DeepCTRetriever(ImpactRetriever):
         rows, step = [], self.config.encode_batch_size
         fn = self.model.doc_vectors if side == "doc" else self.model.query_vectors
         for start in tqdm(range(0, len(texts), step), desc=f"DeepCT {side}s", leave=False, disable=None):
-            block = fn(texts[start:start + step]).numpy()
+            block = fn(texts[start:start + step]).cpu().numpy()
             if side == "doc":
                 block[block < self.config.min_weight] = 0.0
             rows.append(sp.csr_matrix(block.astype(np.float32)))

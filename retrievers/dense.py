@@ -25,7 +25,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from retrievers.base import Retriever, Run, Timer, directory_size, latency_summary, nested_from_dicts, write_json_atomic
+from retrievers.base import (
+    Retriever,
+    Run,
+    Timer,
+    device_provenance,
+    directory_size,
+    latency_summary,
+    nested_from_dicts,
+    torch_device,
+    write_json_atomic,
+)
 from retrievers.training import TrainConfig, train, training_pairs
 
 BGE_ZH_INSTRUCTION = "为这个句子生成表示以用于检索相关文章："
@@ -63,6 +73,7 @@ class DenseConfig:
     encode_batch_size: int = 128
     threads: int = 2
     latency_queries: int = 1000
+    device: str = "auto"  # training and encoding: auto (a CUDA GPU when present) | cpu | cuda[:n]
 
 
 class DenseEncoder(torch.nn.Module):
@@ -77,7 +88,8 @@ class DenseEncoder(torch.nn.Module):
 
         self.config = config
         if model_dir is not None:  # reopen a trained model
-            self.st = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
+            self.st = SentenceTransformer(str(model_dir), device=str(torch_device(config.device)),
+                                          local_files_only=True)
             self.provenance = json.loads((Path(model_dir) / "provenance.json").read_text())
         else:
             self.st, self.provenance = self._build(texts, work_dir)
@@ -102,7 +114,7 @@ class DenseEncoder(torch.nn.Module):
         modules = [transformer, Pooling(transformer.get_embedding_dimension(), self.config.pooling)]
         if self.config.normalize:
             modules.append(Normalize())
-        return SentenceTransformer(modules=modules, device="cpu"), provenance
+        return SentenceTransformer(modules=modules, device=str(torch_device(self.config.device))), provenance
 
     def _scratch(self, texts, work_dir):
         from sentence_transformers.sentence_transformer.modules import Transformer
@@ -129,7 +141,8 @@ class DenseEncoder(torch.nn.Module):
 
     # -- trainer protocol --------------------------------------------------------------------------------------
     def _features(self, texts: Sequence[str]) -> dict[str, Any]:
-        return self.st.preprocess(list(texts))
+        features = self.st.preprocess(list(texts))
+        return {k: v.to(self.st.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
 
     def query_texts(self, queries: Sequence[str]) -> list[str]:
         return [self.config.query_instruction + q for q in queries]
@@ -203,6 +216,7 @@ class DenseRetriever(Retriever):
         self.encoder.save(Path(work_dir) / "model")
         self._provenance["model"] = self.encoder.provenance
         self._provenance["training"] = summary
+        self._provenance["compute"] = device_provenance(torch_device(self.config.device))
 
     def index(self, corpus: Mapping[str, str], index_dir: Path) -> None:
         import faiss

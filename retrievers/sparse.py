@@ -30,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from retrievers import sparse_ops as ops
-from retrievers.base import nested_from_dicts
+from retrievers.base import device_provenance, nested_from_dicts, torch_device
 from retrievers.impact_serving import ImpactRetriever
 from retrievers.tokenization import load_saved_tokenizer
 from retrievers.training import TrainConfig, info_nce, quadratic_warmup, train, training_pairs
@@ -79,6 +79,7 @@ class SparseConfig:
     encode_batch_size: int = 64
     threads: int = 2
     latency_queries: int = 1000
+    device: str = "auto"  # training and encoding: auto (a CUDA GPU when present) | cpu | cuda[:n]
 
 
 class SparseEncoder(torch.nn.Module):
@@ -161,7 +162,7 @@ class SparseEncoder(torch.nn.Module):
         if (path / "lrn_fc.pt").exists():
             hidden, vocab = self.backbone.config.hidden_size, self.backbone.config.vocab_size
             self.fc = torch.nn.Linear(hidden, vocab)
-            self.fc.load_state_dict(torch.load(path / "lrn_fc.pt", weights_only=True))
+            self.fc.load_state_dict(torch.load(path / "lrn_fc.pt", weights_only=True, map_location="cpu"))
 
     # -- encoding ------------------------------------------------------------------------------------------------
     def _lrn_on(self, side: str) -> bool:
@@ -171,7 +172,8 @@ class SparseEncoder(torch.nn.Module):
         """(W, w, I): final weights, basic weights (for FLOPS), literal indicator."""
         tok = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.config.max_length,
                              return_tensors="pt")
-        ids, mask = tok["input_ids"], tok["attention_mask"]
+        device = self.fc.weight.device if self.fc is not None else next(self.backbone.parameters()).device
+        ids, mask = tok["input_ids"].to(device), tok["attention_mask"].to(device)
         run_ids, attention, pool_mask = ids, mask, mask
         if self.config.echo:
             run_ids, attention, pool_mask = ops.echo_inputs(ids, mask)
@@ -250,7 +252,7 @@ class SparseEncoder(torch.nn.Module):
         loaded = self._auto_class().from_pretrained(str(path / "backbone"), local_files_only=True)
         self.backbone.load_state_dict(loaded.state_dict())
         if self.fc is not None:
-            self.fc.load_state_dict(torch.load(path / "lrn_fc.pt", weights_only=True))
+            self.fc.load_state_dict(torch.load(path / "lrn_fc.pt", weights_only=True, map_location="cpu"))
         if (path / "windows.json").exists():
             self.windows = tuple(json.loads((path / "windows.json").read_text()))
 
@@ -264,7 +266,7 @@ class SparseEncoder(torch.nn.Module):
                 # a document-side normalisation changes the ranking, so the index stores normalised documents; a
                 # query-side one only rescales each query's scores and is left out of serving
                 _, weights = ops.normalise(weights[:0], weights, self.config.normalisation)
-            rows.append(sp.csr_matrix(weights.numpy().astype(np.float32)))
+            rows.append(sp.csr_matrix(weights.cpu().numpy().astype(np.float32)))
         return sp.vstack(rows, format="csr") if rows else sp.csr_matrix((0, self.vocab_size), dtype=np.float32)
 
     def top_terms(self, text: str, side: str, n: int = 20) -> list[tuple[str, float, bool]]:
@@ -293,6 +295,9 @@ class SparseRetriever(ImpactRetriever):
         torch.set_num_threads(self.config.threads)
         pairs = training_pairs(dict(train_queries), dict(train_qrels), dict(corpus))
         self.encoder = SparseEncoder(self.config, texts=list(corpus.values()) + [q for q, _ in pairs])
+        device = torch_device(self.config.device)
+        self.encoder.to(device)
+        self._provenance["compute"] = device_provenance(device)
         summary = train(self.encoder, pairs, self.config.train, Path(work_dir) / "checkpoints",
                         corpus_passages=list(corpus.values()))
         self.encoder.save(Path(work_dir) / "model")
@@ -304,7 +309,7 @@ class SparseRetriever(ImpactRetriever):
         return self.encoder.encode_sparse(texts, side, self.config.encode_batch_size)
 
     def load_model(self, model_dir: Path) -> None:
-        self.encoder = SparseEncoder(self.config, model_dir=model_dir)
+        self.encoder = SparseEncoder(self.config, model_dir=model_dir).to(torch_device(self.config.device))
 
     def explain(self, text: str, side: str, n: int = 20) -> list[tuple[str, float, bool]]:
         return self.encoder.top_terms(text, side, n)

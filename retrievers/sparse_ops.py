@@ -117,12 +117,12 @@ def echo_inputs(input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tens
 def bidirectional_mask(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """A 4-D additive attention mask with no causal triangle: every real token attends to every real token."""
     allowed = mask[:, None, None, :].to(torch.bool).expand(-1, 1, mask.shape[1], -1)
-    return torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+    return torch.zeros(allowed.shape, dtype=dtype, device=mask.device).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
 def causal_mask(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The usual causal 4-D additive mask (for comparison with :func:`bidirectional_mask`)."""
     length = mask.shape[1]
-    tri = torch.tril(torch.ones(length, length, dtype=torch.bool))
+    tri = torch.tril(torch.ones(length, length, dtype=torch.bool, device=mask.device))
     allowed = tri[None, None] & mask[:, None, None, :].to(torch.bool)
-    return torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+    return torch.zeros(allowed.shape, dtype=dtype, device=mask.device).masked_fill(~allowed, torch.finfo(dtype).min)

@@ -66,3 +66,21 @@ def test_validation_mrr_counts_ties_against_the_positive():
     pairs = [(f"q{i}", f"p{i}") for i in range(4)]
     assert _mrr(Oracle(), pairs) == 1.0
     assert _mrr(Constant(), pairs) == 0.25
+
+
+def test_the_device_is_where_a_model_runs_not_what_it_is():
+    """``device`` never enters the config hash (a GPU-trained model shares the CPU one's cache and result series);
+    ``auto`` falls back to the CPU, and asking for a GPU that torch cannot see fails with a message, not a crash."""
+    import pytest
+    import torch
+
+    from retrievers.base import config_hash, torch_device
+    from retrievers.sparse import SparseConfig
+
+    assert config_hash(SparseConfig(device="cpu")) == config_hash(SparseConfig(device="cuda:1"))
+    assert config_hash(SparseConfig(lambda_q=1e-2)) != config_hash(SparseConfig())
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert torch_device("auto").type == expected and torch_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA GPU"):
+            torch_device("cuda")
