@@ -40,7 +40,8 @@ def git_state() -> dict[str, Any]:
                                capture_output=True, text=True, check=True)
         return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "dirty": None}
+        # a copy of the tree without .git (e.g. shipped to a GPU machine) names its commit through the environment
+        return {"commit": os.environ.get("PROSPER_BENCH_COMMIT"), "dirty": None}
 
 
 def result_path(output: Path, dataset: str, retriever: str, config_hash: str, when: dt.datetime) -> Path:
