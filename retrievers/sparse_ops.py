@@ -56,11 +56,17 @@ def literal_indicator(input_ids: torch.Tensor, mask: torch.Tensor, vocab_size: i
 
 def literal_residual(w: torch.Tensor, w_prime: torch.Tensor, indicator: torch.Tensor, mode: str = "max"
                      ) -> torch.Tensor:
-    """The Literal Residual Network's combination of the basic weights ``w`` and the residual weights ``w'``."""
+    """The Literal Residual Network's combination of the basic weights ``w`` and the residual weights ``w'``.
+
+    ``max`` (PROSPER): ``w + I*(max(w') - w')`` is non-negative by construction. ``add`` (the ablation):
+    ``w + I*w'`` can go negative since ``w' = FC(...)`` is unbounded; the paper does not say how, so the sum is passed
+    through ReLU (an inverted index stores non-negative impacts; a negative literal weight would mean "penalise
+    this word", which no sparse retriever of the paper does).
+    """
     if mode == "max":
         return w + indicator * (w_prime.amax(dim=1, keepdim=True) - w_prime)
     if mode == "add":
-        return w + indicator * w_prime
+        return torch.relu(w + indicator * w_prime)
     if mode == "none":
         return w
     raise ValueError(f"unknown LRN mode {mode!r}: max, add or none")

@@ -46,6 +46,9 @@ def test_lrn_compensation_by_hand():
     torch.testing.assert_close(ops.literal_residual(w, w_prime, indicator, "max"), torch.tensor([[0.7, 0.0, 1.3, 0.2]]))
     torch.testing.assert_close(ops.literal_residual(w, w_prime, indicator, "add"), torch.tensor([[0.4, 0.0, 0.6, 0.2]]))
     torch.testing.assert_close(ops.literal_residual(w, w_prime, indicator, "none"), w)
+    # LRN-add with a negative residual: 0.1 - 0.3 would be a negative impact; the index stores 0 instead
+    negative = torch.tensor([[-0.3, -0.9, 0.1, -0.4]])
+    torch.testing.assert_close(ops.literal_residual(w, negative, indicator, "add"), torch.tensor([[0.0, 0.0, 0.6, 0.2]]))
     with pytest.raises(ValueError):
         ops.literal_residual(w, w_prime, indicator, "mul")
 
