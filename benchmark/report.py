@@ -36,6 +36,13 @@ def provenance_label(payload: dict[str, Any]) -> str:
     return "+".join(sorted(kinds - {"pretrained", "real"}))
 
 
+def ran_on(payload: dict[str, Any]) -> str:
+    """Where the run was trained and searched: ``cpu``, or the GPU named in the provenance (whose machine's latencies
+    are not comparable with the CPU rows: another processor, and GPU runs shared it several at a time)."""
+    compute = payload.get("provenance", {}).get("compute") or {}
+    return compute.get("gpu", "GPU") if compute.get("device", "cpu").startswith("cuda") else "cpu"
+
+
 def _fmt(value: Any, spec: str, scale: float = 1.0) -> str:
     return "-" if value is None else format(value * scale, spec)
 
@@ -62,16 +69,16 @@ def dataset_table(results: Path, dataset: str) -> tuple[str, list[dict[str, Any]
                      "Hit@100": m.get("Hit@100"), "Hit@1000": m.get("Hit@1000"), "flops": c.get("flops"),
                      "index_size_bytes": size, "bytes_per_passage": size / n_docs if size and n_docs else None,
                      "latency_ms_p50": c.get("latency_ms_p50"), "provenance": provenance_label(payload),
-                     "file": path})
+                     "ran_on": ran_on(payload), "file": path})
     header = ("| retriever | paper row | MRR@10 | Hit@1 | Hit@10 | Hit@100 | Hit@1000 | FLOPS | index | B/passage "
-              "| p50 ms | provenance |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+              "| p50 ms | provenance | ran on |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [header]
     for r in sorted(rows, key=lambda r: -(r["MRR@10"] or 0)):
         lines.append(f"| {r['retriever']} | {r['paper_row']} | {_fmt(r['MRR@10'], '.2f', 100)} | "
                      f"{_fmt(r['Hit@1'], '.1f', 100)} | {_fmt(r['Hit@10'], '.1f', 100)} | "
                      f"{_fmt(r['Hit@100'], '.1f', 100)} | {_fmt(r['Hit@1000'], '.1f', 100)} | {_fmt(r['flops'], '.3f')} | "
                      f"{_size(r['index_size_bytes'])} | {_fmt(r['bytes_per_passage'], '.0f')} | "
-                     f"{_fmt(r['latency_ms_p50'], '.2f')} | {r['provenance']} |")
+                     f"{_fmt(r['latency_ms_p50'], '.2f')} | {r['provenance']} | {r['ran_on']} |")
     return "\n".join(lines), rows
 
 
@@ -84,7 +91,10 @@ def write_report(results: Path, output: Path, datasets: list[str] | None = None,
              "query-document pair. Latency: p50 of single-query search at k=10 (sparse and BM25: query encoding "
              "excluded; dense: included, the result files say which). "
              "Provenance: `pretrained` = real weights and tokenizers; `scratch` / `stand-in` = a small model or "
-             "tokenizer of the same family trained here (never comparable with the paper's numbers).", ""]
+             "tokenizer of the same family trained here (never comparable with the paper's numbers). "
+             "`ran on`: `cpu` = this project's 2-core machine; a GPU name = trained, encoded and searched on a lent "
+             "GPU machine (16 cores, several runs at a time): its latencies are not comparable with the CPU rows, "
+             "and GPU training is not bit-reproducible.", ""]
     for dataset in datasets:
         table, rows = dataset_table(results, dataset)
         if not rows:

@@ -111,4 +111,12 @@ def test_tradeoff_plot_and_report(tiny_run, tmp_path, capsys):
     assert "| prosper |" in report and "| bm25s-bert |" in report and "scratch" in report
     assert "![demo-tradeoff](plots/demo-tradeoff.png)" in report
     assert "not comparable with the paper" in report
+    import torch
+
+    from benchmark.report import ran_on
+
+    row = next(line for line in report.splitlines() if line.startswith("| prosper |"))
+    assert row.endswith("| cpu |") or torch.cuda.is_available()
+    assert ran_on({"provenance": {"compute": {"device": "cuda", "gpu": "NVIDIA H100"}}}) == "NVIDIA H100"
+    assert ran_on({"provenance": {}}) == "cpu"  # results written before devices were recorded ran on the CPU
     json.dumps(report)  # plain text
