@@ -12,8 +12,10 @@ Design, and why:
   "exact" has one meaning: equal to brute-force dot products on the quantized weights, ties broken by smaller doc
   index. Reported float scores are ``int_score * query_scale * scale``.
 - **Layout.** Postings are sorted by doc index (CSC of the doc x term matrix): ``offsets`` (int64, vocab+1), ``docs``
-  (int32), ``impacts`` (uint8). Blocks of ``block_size`` postings (default 64) carry their last doc index and max
-  impact; ``term_max`` is each list's max impact. All arrays are ``.npy`` files, memory-mapped on load.
+  (int32), ``impacts`` (uint8). Blocks of ``block_size`` postings (default 64) carry their first and last doc index
+  and max impact (the first doc is kept beside the block so that bounding a window reads a small array rather than
+  a random position of ``docs``: one cache miss per block was most of Block-Max MaxScore's time at 1M documents);
+  ``term_max`` is each list's max impact. All arrays are ``.npy`` files, memory-mapped on load.
 - **Algorithms.** ``exhaustive`` (term-at-a-time accumulators, the reference), ``maxscore`` (document-at-a-time with
   essential / non-essential lists), ``bmm`` (MaxScore plus block-max bounds on the non-essential lists before they are
   probed). A document enters the top-k only with a positive score.
@@ -34,8 +36,8 @@ import numpy as np
 import scipy.sparse as sp
 
 ALGORITHMS = ("exhaustive", "maxscore", "bmm")
-FORMAT_VERSION = 1
-_ARRAYS = ("offsets", "docs", "impacts", "block_offsets", "block_last", "block_max", "term_max")
+FORMAT_VERSION = 2  # 2 added block_first; a version-1 index still loads (block_first is derived on load)
+_ARRAYS = ("offsets", "docs", "impacts", "block_offsets", "block_first", "block_last", "block_max", "term_max")
 
 
 # ------------------------------------------------------------------------------------------------------- top-k heap
@@ -123,6 +125,12 @@ def _exhaustive(offsets, docs, impacts, terms, weights, k, acc, out_s, out_d):
 
 
 # --------------------------------------------------------------------------------------------- MaxScore / BMM
+_DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
+_DEBRUIJN_INDEX = np.zeros(64, np.int64)
+for _bit in range(64):
+    _DEBRUIJN_INDEX[((1 << _bit) * 0x03F79D71B4CB0A89 & (2**64 - 1)) >> 58] = _bit
+
+
 @numba.njit(inline="always")
 def _gallop(docs, p, e, d):
     """First position in [p, e) whose doc is >= d, given docs[p] < d: exponential then binary search.
@@ -191,15 +199,18 @@ def _seed_threshold(offsets, docs, impacts, terms, weights, ub, k):
 
 
 @numba.njit(nogil=True)
-def _daat(offsets, docs, impacts, block_offsets, block_last, block_max, term_max, terms, weights, k, use_blocks,
-          n_docs, block_size, window, seed, acc, out_s, out_d):
+def _daat(offsets, docs, impacts, block_offsets, block_first, block_last, block_max, term_max, terms, weights, k,
+          use_blocks,
+          n_docs, block_size, window, seed, acc, touched_bits, out_s, out_d):
     """MaxScore over windows of ``window`` documents, as Lucene's MaxScoreBulkScorer does.
 
     Per window, lists are split into essential and non-essential by their upper bounds: the lists with the smallest
     bounds whose bounds sum to at most theta (the k-th best score so far) are non-essential - a document found only in
     them cannot enter the top k. Essential lists are scored term-at-a-time into a small accumulator; each touched
     document is checked against theta with the non-essential bounds, and only then are those lists probed (binary
-    search), heaviest first, stopping as soon as the rest cannot lift it above theta.
+    search), heaviest first, stopping as soon as the rest cannot lift it above theta. The touched documents are found
+    through a bitmap (one bit per window slot, walked lowest set bit first, in doc order), not by scanning the whole
+    accumulator: a window holds a few hundred candidates among thousands of slots.
 
     ``use_blocks`` (Block-Max MaxScore): a list's bound in a window is the largest block maximum among its blocks that
     overlap the window, not its global maximum, so the split is redone per window, much tighter; a window whose bounds
@@ -242,7 +253,7 @@ def _daat(offsets, docs, impacts, block_offsets, block_last, block_max, term_max
                     b += 1
                 bpos[i] = b
                 best = 0
-                while b < bend[i] and docs[start_of[i] + (b - bstart[i]) * block_size] < w1:
+                while b < bend[i] and block_first[b] < w1:
                     if block_max[b] > best:
                         best = block_max[b]
                     if block_last[b] >= w1:
@@ -269,60 +280,68 @@ def _daat(offsets, docs, impacts, block_offsets, block_last, block_max, term_max
             if p < e and docs[p] < w0:
                 p = _gallop(docs, p, e, w0)
             while p < e and docs[p] < w1:
-                acc[docs[p] - w0] += wi * np.int64(impacts[p])
+                slot = docs[p] - w0
+                acc[slot] += wi * np.int64(impacts[p])
+                touched_bits[slot >> 6] |= np.uint64(1) << np.uint64(slot & 63)
                 p += 1
                 touched = True
             pos[i] = p
         if not touched:
             continue
-        for j in range(w1 - w0):
-            score = acc[j]
-            if score == 0:
-                continue
-            acc[j] = 0
-            d = w0 + j
-            if first > 0:
-                if theta >= 0 and score + prefix[first - 1] <= theta:
-                    continue
-                rest = prefix[first - 1]
-                pruned = False
-                for r in range(first - 1, -1, -1):
-                    if theta >= 0 and score + rest <= theta:
-                        pruned = True
-                        break
-                    i = order[r]
-                    rest -= bound[i]
-                    if use_blocks:
-                        # Block-Max: the bound of the one block of list i that could hold d (0 when d falls between
-                        # two blocks: list i cannot hold d and is not probed); the block cursor only moves forward
-                        b = cpos[i]
-                        while b < bend[i] and block_last[b] < d:
-                            b += 1
-                        cpos[i] = b
-                        if b == bend[i] or docs[start_of[i] + (b - bstart[i]) * block_size] > d:
-                            continue
-                        if theta >= 0 and score + rest + weights[i] * np.int64(block_max[b]) <= theta:
+        for word in range((w1 - w0 + 63) >> 6):
+            bits = touched_bits[word]
+            touched_bits[word] = 0
+            while bits != 0:
+                low = bits & (~bits + np.uint64(1))
+                bits ^= low
+                j = (word << 6) + _DEBRUIJN_INDEX[(low * _DEBRUIJN) >> np.uint64(58)]
+                score = acc[j]
+                acc[j] = 0
+                d = w0 + j
+                if first > 0:
+                    if theta >= 0 and score + prefix[first - 1] <= theta:
+                        continue
+                    rest = prefix[first - 1]
+                    pruned = False
+                    for r in range(first - 1, -1, -1):
+                        if theta >= 0 and score + rest <= theta:
                             pruned = True
                             break
-                    p, e = pos[i], end[i]
-                    if p < e and docs[p] < d:
-                        p = _gallop(docs, p, e, d)
-                        pos[i] = p
-                    if p < e and docs[p] == d:
-                        score += weights[i] * np.int64(impacts[p])
-                if pruned:
-                    continue
-            if size < k or score > theta:  # documents come in increasing order: a tie never beats the heap's worst
-                size = _heap_offer(hs, hd, size, k, score, np.int32(d))
-                if size == k and hs[0] > theta:
-                    theta = hs[0]
+                        i = order[r]
+                        rest -= bound[i]
+                        if use_blocks:
+                            # Block-Max: the bound of the one block of list i that could hold d (0 when d falls between
+                            # two blocks: list i cannot hold d and is not probed); the block cursor only moves forward
+                            b = cpos[i]
+                            while b < bend[i] and block_last[b] < d:
+                                b += 1
+                            cpos[i] = b
+                            if b == bend[i] or block_first[b] > d:
+                                continue
+                            if theta >= 0 and score + rest + weights[i] * np.int64(block_max[b]) <= theta:
+                                pruned = True
+                                break
+                        p, e = pos[i], end[i]
+                        if p < e and docs[p] < d:
+                            p = _gallop(docs, p, e, d)
+                            pos[i] = p
+                        if p < e and docs[p] == d:
+                            score += weights[i] * np.int64(impacts[p])
+                    if pruned:
+                        continue
+                if size < k or score > theta:  # documents come in increasing order: a tie never beats the heap's worst
+                    size = _heap_offer(hs, hd, size, k, score, np.int32(d))
+                    if size == k and hs[0] > theta:
+                        theta = hs[0]
     _write_sorted(hs, hd, size, out_s, out_d)
 
 
 @numba.njit(nogil=True)
-def _search_chunk(offsets, docs, impacts, block_offsets, block_last, block_max, term_max, n_docs, block_size, window,
+def _search_chunk(offsets, docs, impacts, block_offsets, block_first, block_last, block_max, term_max, n_docs,
+                  block_size, window,
                   q_indptr, q_terms, q_weights, start, stop, k, algorithm, seed, out_s, out_d):
     acc = np.zeros(n_docs if algorithm == 0 else window, np.int64)
+    touched_bits = np.zeros((window + 63) // 64, np.uint64)
     for q in range(start, stop):
         terms = q_terms[q_indptr[q]:q_indptr[q + 1]]
         weights = q_weights[q_indptr[q]:q_indptr[q + 1]]
@@ -331,8 +350,8 @@ def _search_chunk(offsets, docs, impacts, block_offsets, block_last, block_max, 
         if algorithm == 0:
             _exhaustive(offsets, docs, impacts, terms, weights, k, acc, out_s[q], out_d[q])
         else:
-            _daat(offsets, docs, impacts, block_offsets, block_last, block_max, term_max, terms, weights, k,
-                  algorithm == 2, n_docs, np.int64(block_size), window, seed, acc, out_s[q], out_d[q])
+            _daat(offsets, docs, impacts, block_offsets, block_first, block_last, block_max, term_max, terms, weights, k,
+                  algorithm == 2, n_docs, np.int64(block_size), window, seed, acc, touched_bits, out_s[q], out_d[q])
 
 
 # ------------------------------------------------------------------------------------------------------- index
@@ -378,6 +397,14 @@ class SearchResult:
         row = self.doc_index[q]
         n = int((row >= 0).sum())
         return [(ids[row[i]], float(self.scores[q, i])) for i in range(n)]
+
+
+def _derive_block_first(arrays: dict[str, np.ndarray], block_size: int) -> np.ndarray:
+    """First doc of every block, for an index saved before ``block_first`` was stored (format 1)."""
+    offsets, block_offsets = np.asarray(arrays["offsets"]), np.asarray(arrays["block_offsets"])
+    term_of_block = np.repeat(np.arange(block_offsets.size - 1), np.diff(block_offsets))
+    within = np.arange(block_offsets[-1]) - block_offsets[term_of_block]
+    return np.asarray(arrays["docs"])[offsets[term_of_block] + within * block_size].astype(np.int32)
 
 
 class InvertedIndex:
@@ -426,12 +453,14 @@ class InvertedIndex:
         ends = np.minimum(starts + block_size, offsets[term_of_block + 1])
         block_max = np.maximum.reduceat(impacts, starts) if starts.size else np.zeros(0, np.uint8)
         block_last = docs[ends - 1] if starts.size else np.zeros(0, np.int32)
+        block_first = docs[starts] if starts.size else np.zeros(0, np.int32)
         term_max = np.zeros(vocab, np.uint8)
         nonempty = lengths > 0
         if nonempty.any():
             term_max[nonempty] = np.maximum.reduceat(impacts, offsets[:-1][nonempty])
         arrays = {"offsets": offsets, "docs": docs, "impacts": impacts, "block_offsets": block_offsets,
-                  "block_last": block_last.astype(np.int32), "block_max": block_max.astype(np.uint8),
+                  "block_first": block_first.astype(np.int32), "block_last": block_last.astype(np.int32),
+                  "block_max": block_max.astype(np.uint8),
                   "term_max": term_max}
         return cls(arrays, n_docs, vocab, scale, block_size, doc_ids)
 
@@ -450,9 +479,13 @@ class InvertedIndex:
     def load(cls, path: str | os.PathLike, mmap: bool = True) -> InvertedIndex:
         path = Path(path)
         meta = json.loads((path / "meta.json").read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: index format {meta.get('format_version')}, expected {FORMAT_VERSION}")
-        arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r" if mmap else None) for name in _ARRAYS}
+        version = meta.get("format_version")
+        if version not in (1, FORMAT_VERSION):
+            raise ValueError(f"{path}: index format {version}, expected 1 or {FORMAT_VERSION}")
+        stored = [name for name in _ARRAYS if version > 1 or name != "block_first"]
+        arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r" if mmap else None) for name in stored}
+        if version == 1:
+            arrays["block_first"] = _derive_block_first(arrays, meta["block_size"])
         doc_ids = json.loads((path / "doc_ids.json").read_text())
         return cls(arrays, meta["n_docs"], meta["vocab_size"], meta["scale"], meta["block_size"], doc_ids)
 

@@ -40,7 +40,7 @@ def collections(draw):
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(collections(), st.sampled_from([1, 10, 1000]), st.sampled_from([None, 1, 3, 16]), st.sampled_from([1, 7, 64, 4096]),
+@given(collections(), st.sampled_from([1, 10, 1000]), st.sampled_from([None, 1, 3, 16]), st.sampled_from([1, 7, 64, 100, 4096]),
        st.booleans())
 def test_every_algorithm_equals_brute_force(data, k, top_m, window, seed):
     docs, queries, block = data
@@ -112,6 +112,26 @@ def test_save_and_load_round_trip(tmp_path):
     a, b = index.search(queries, k=10), loaded.search(queries, k=10)
     np.testing.assert_array_equal(a.doc_index, b.doc_index)
     assert loaded.doc_ids[3] == "p3" and b.hits(0, loaded.doc_ids)[0][0].startswith("p")
+
+
+def test_an_index_saved_in_format_1_still_loads_and_searches_the_same(tmp_path):
+    """Format 2 stores each block's first doc; a format-1 index (without it) derives it on load, identically."""
+    import json
+
+    rng = np.random.default_rng(4)
+    docs, queries = random_sparse(rng, 700, 200, 40), random_sparse(rng, 8, 200, 12)
+    index = InvertedIndex.build(docs, block_size=4)
+    index.save(tmp_path / "v1")
+    (tmp_path / "v1" / "block_first.npy").unlink()
+    meta = json.loads((tmp_path / "v1" / "meta.json").read_text())
+    (tmp_path / "v1" / "meta.json").write_text(json.dumps({**meta, "format_version": 1}))
+    old = InvertedIndex.load(tmp_path / "v1")
+    np.testing.assert_array_equal(old.block_first, index.block_first)
+    a, b = index.search(queries, k=10), old.search(queries, k=10)
+    np.testing.assert_array_equal(a.doc_index, b.doc_index)
+    (tmp_path / "v1" / "meta.json").write_text(json.dumps({**meta, "format_version": 99}))
+    with pytest.raises(ValueError, match="index format 99"):
+        InvertedIndex.load(tmp_path / "v1")
 
 
 def test_overlap_flops_by_hand():
