@@ -321,6 +321,15 @@ def _daat(offsets, docs, impacts, block_offsets, block_first, block_last, block_
                             if theta >= 0 and score + rest + weights[i] * np.int64(block_max[b]) <= theta:
                                 pruned = True
                                 break
+                            # d can only be in block b: search its postings, not the list from the cursor on
+                            p = max(pos[i], start_of[i] + (b - bstart[i]) * block_size)
+                            e = min(start_of[i] + (b - bstart[i] + 1) * block_size, end[i])
+                            if docs[p] < d:
+                                p = p + 1 + np.searchsorted(docs[p + 1:e], d)
+                            pos[i] = p
+                            if p < e and docs[p] == d:
+                                score += weights[i] * np.int64(impacts[p])
+                            continue
                         p, e = pos[i], end[i]
                         if p < e and docs[p] < d:
                             p = _gallop(docs, p, e, d)
