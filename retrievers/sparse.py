@@ -45,6 +45,12 @@ class SparseScratch:
     heads: int = 4
     kv_heads: int = 2
     intermediate_size: int = 256
+    # Initial bias of the vocabulary projection (BERT's MLM decoder bias; causal backbones have none). A freshly
+    # initialised head gives logits of std ~0.23 around 0, so max pooling over a passage activates nearly the whole
+    # vocabulary (21k of 22k terms): dot products in the thousands, a first InfoNCE loss near 100, and within one
+    # epoch every ReLU dies (loss stuck at ln(batch)). A negative bias starts the model sparse, as a pretrained MLM
+    # head is (most of its logits are negative). 0.0 keeps the plain initialisation.
+    output_bias: float = 0.0
 
 
 @dataclass
@@ -144,11 +150,15 @@ class SparseEncoder(torch.nn.Module):
                              num_attention_heads=preset.heads, intermediate_size=preset.intermediate_size,
                              max_position_embeddings=max(128, length))
             self.backbone = BertForMaskedLM(cfg)
+            with torch.no_grad():
+                self.backbone.get_output_embeddings().bias.fill_(preset.output_bias)
         else:
             cfg = Qwen2Config(vocab_size=len(tok.hf), hidden_size=preset.hidden_size, num_hidden_layers=preset.layers,
                               num_attention_heads=preset.heads, num_key_value_heads=preset.kv_heads,
                               intermediate_size=preset.intermediate_size, max_position_embeddings=max(128, length),
                               tie_word_embeddings=True, pad_token_id=tok.hf.pad_token_id)
+            if preset.output_bias:
+                raise ValueError("scratch.output_bias applies to the bert backbone (a Qwen2 LM head has no bias)")
             self.backbone = Qwen2ForCausalLM(cfg)
         self.provenance = {"model_id": self.model_id, "kind": "scratch", "architecture": self.config.backbone,
                            "preset": asdict(preset), "tokenizer": tok.provenance,

@@ -120,3 +120,24 @@ def test_tradeoff_plot_and_report(tiny_run, tmp_path, capsys):
     assert ran_on({"provenance": {"compute": {"device": "cuda", "gpu": "NVIDIA H100"}}}) == "NVIDIA H100"
     assert ran_on({"provenance": {}}) == "cpu"  # results written before devices were recorded ran on the CPU
     json.dumps(report)  # plain text
+
+
+def test_scratch_splade_starts_sparse_with_a_negative_output_bias(demo):
+    """The SPLADE collapse: a fresh MLM head activates nearly the whole vocabulary; the registry's bias prevents it."""
+    from retrievers.sparse import SparseEncoder
+
+    texts = list(demo.corpus.values())[:300]
+    queries = list(demo.queries.values())[:8]
+    active = {}
+    for bias in (0.0, -0.75):
+        config = get_spec("splade").build(parse_overrides([f"scratch.output_bias={bias}"])).config
+        encoder = SparseEncoder(config, texts=texts)
+        assert float(encoder.backbone.get_output_embeddings().bias[0]) == bias
+        with torch.no_grad():
+            weights, _ = encoder.represent(queries, "query")
+        active[bias] = float((weights > 0).sum(1).float().mean()) / encoder.vocab_size
+    assert active[0.0] > 0.5  # the plain initialisation: most of the vocabulary in every query
+    assert active[-0.75] < 0.05
+    assert get_spec("splade").build().config.scratch.output_bias == -0.75
+    with pytest.raises(ValueError, match="bert backbone"):
+        SparseEncoder(get_spec("prosper").build(parse_overrides(["scratch.output_bias=-1"])).config, texts=texts)
