@@ -112,6 +112,7 @@ def _load(args: argparse.Namespace, with_train: bool):
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.registry import load_registry, parse_overrides
     from benchmark.runner import run_one
+    from retrievers.sharding import is_main
 
     registry = load_registry()
     names = list(registry) if args.all else args.names
@@ -124,7 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     overrides = parse_overrides(args.set)
     dataset = _load(args, with_train=True)
-    for note in dataset.notes:
+    for note in dataset.notes if is_main() else ():
         print(f"[{dataset.name}] {note}")
     rows, failures = [], 0
     for name in names:
@@ -135,9 +136,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"skipped {name}: missing requirement ({err})", file=sys.stderr)
             failures += 1
             continue
+        if payload is None:  # a torchrun helper process (rank > 0): rank 0 reports
+            continue
         m, c = payload["metrics"], payload["cost"]
         rows.append((name, m["MRR@10"], m["Hit@10"], m["Hit@1000"], c.get("flops"), c.get("latency_ms_p50"), path))
-    _print_summary(dataset, rows)
+    if is_main():
+        _print_summary(dataset, rows)
     return 1 if failures and not rows else 0
 
 

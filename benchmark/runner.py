@@ -16,6 +16,7 @@ from benchmark.registry import RetrieverSpec
 from benchmark.results import environment, write_result
 from benchmark.runfile import write_trec_run
 from retrievers.base import Timer, config_hash, write_json_atomic
+from retrievers.sharding import barrier, is_main, world
 
 log = logging.getLogger("benchmark")
 INDEX_STAT_FIELDS = ("index_size_bytes", "index_time_s", "train_time_s", "doc_terms_mean")
@@ -65,8 +66,12 @@ def training_folds(dataset: Dataset, n_folds: int = 2, seed: int = 13) -> tuple[
 
 
 def run_one(spec: RetrieverSpec, dataset: Dataset, output: Path, k: int = 1000, reuse_index: bool = True,
-            overrides: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
+            overrides: dict[str, Any] | None = None, extra: dict[str, Any] | None = None
+            ) -> tuple[Path, dict[str, Any]] | tuple[None, None]:
     """Run one retriever on one dataset and write its versioned result file; return (path, payload).
+
+    Under ``torchrun`` every process calls this; rank 0 trains, all encode a shard of the corpus
+    (``retrievers/sharding.py``), and rank 0 alone searches and writes the result ((None, None) elsewhere).
 
     The index (and trained model) is cached under a hash of the config *without* its search-only fields, so runs that
     differ only in how they search (e.g. query top-m pruning) share one trained model and index.
@@ -85,9 +90,13 @@ def run_one(spec: RetrieverSpec, dataset: Dataset, output: Path, k: int = 1000, 
         index_dir = root if len(folds) == 1 else root / fold.name
         reused = _fit_and_index(retriever, spec, dataset, fold, index_dir, reuse_index)
         reused_all &= reused
+        if not is_main():
+            continue
         log.info("%s: searching %d queries (k=%d)", spec.name, len(fold.eval_qids), k)
         run.update(retriever.search({q: dataset.queries[q] for q in fold.eval_qids}, k=k))
         fold_stats.append(retriever.cost().as_dict())
+    if not is_main():
+        return None, None  # a torchrun helper process: rank 0 writes the result
     metrics = evaluate(run, dataset.qrels)
     cost = _combine_costs(fold_stats)
     payload = {
@@ -112,24 +121,42 @@ def _fit_and_index(retriever, spec: RetrieverSpec, dataset: Dataset, fold: Fold,
     """Fit (if needed) and index into ``index_dir``, or reopen what an earlier run left there; True when reused."""
     done = index_dir / "DONE"
     if reuse_index and done.exists():
+        if not is_main():  # under torchrun only rank 0 searches; the others have nothing to do
+            return True
         log.info("%s: reusing %s", spec.name, index_dir)
         retriever.load(index_dir)
         saved = json.loads((index_dir / "index_stats.json").read_text())
         for key in INDEX_STAT_FIELDS:
             setattr(retriever.stats, key, saved.get(key))
         return True
-    if index_dir.exists():  # an interrupted run: drop its half-built index, keep training checkpoints to resume from
+    rank, world_size = world()
+    if rank == 0 and index_dir.exists():  # an interrupted run: drop its half-built index, keep checkpoints to resume
         for child in index_dir.iterdir():
             if child.name != "checkpoints":
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
-    index_dir.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        index_dir.mkdir(parents=True, exist_ok=True)
     if retriever.needs_training:
-        log.info("%s: training on %d queries (%s)", spec.name, len(fold.train_qrels), fold.name)
-        with Timer() as timer:
-            retriever.fit(fold.train_queries, fold.train_qrels, dataset.corpus, index_dir)
-        retriever.stats.train_time_s = timer.seconds
+        if rank == 0:
+            log.info("%s: training on %d queries (%s)", spec.name, len(fold.train_qrels), fold.name)
+            with Timer() as timer:
+                retriever.fit(fold.train_queries, fold.train_qrels, dataset.corpus, index_dir)
+            retriever.stats.train_time_s = timer.seconds
+        barrier()  # the other torchrun processes wait for rank 0's model
+        if rank != 0 and retriever.shards_encoding:
+            retriever.load_model(index_dir / "model")
+    else:
+        barrier()
+    if rank != 0 and not retriever.shards_encoding:
+        return False  # this retriever indexes in one process: rank 0 does it alone
+    if world_size > 1:
+        log.info("%s: rank %d of %d encoding its shard of %d passages", spec.name, rank, world_size,
+                 len(dataset.corpus))
+        retriever._provenance.setdefault("compute", {})["encoding_processes"] = world_size
     log.info("%s: indexing %d passages", spec.name, len(dataset.corpus))
     retriever.index(dataset.corpus, index_dir)
+    if rank != 0:
+        return False
     write_json_atomic(index_dir / "index_stats.json", {key: getattr(retriever.stats, key) for key in INDEX_STAT_FIELDS})
     done.write_text("ok\n")
     return False

@@ -79,6 +79,9 @@ class Retriever(abc.ABC):
     needs_training: ClassVar[bool] = False
     #: Config fields that only change how an index is searched: a sweep over them reuses the trained model and index.
     search_fields: ClassVar[tuple[str, ...]] = ()
+    #: True when :meth:`index` encodes the corpus through ``retrievers.sharding.encode_corpus`` (and so can split
+    #: it across torchrun processes) and :meth:`load_model` reopens the fitted model on the other processes.
+    shards_encoding: ClassVar[bool] = False
 
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.config_class()
@@ -99,6 +102,10 @@ class Retriever(abc.ABC):
     def search(self, queries: Mapping[str, str], k: int = 1000) -> Run:
         """Return the top-``k`` passages per query, best first; fill ``self.stats`` latency (and FLOPS) fields."""
 
+    def load_model(self, model_dir: Path) -> None:
+        """Reopen the model that :meth:`fit` saved under ``model_dir`` (retrievers that shard their encoding)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot reopen its model alone")
+
     def load(self, index_dir: Path) -> None:
         """Reopen an index built earlier by :meth:`index` (so a second run need not rebuild it)."""
         raise NotImplementedError(f"{type(self).__name__} cannot reopen an index")
@@ -113,15 +120,19 @@ class Retriever(abc.ABC):
 
 
 def torch_device(name: str = "auto") -> Any:
-    """``auto`` -> the first CUDA GPU when torch sees one, else the CPU; anything else is passed to ``torch.device``.
+    """``auto`` -> a CUDA GPU when torch sees one (``cuda:$LOCAL_RANK``: 0 outside torchrun), else the CPU.
+
+    Anything else is passed to ``torch.device``.
 
     Training and encoding follow it; the inverted index, Faiss and scoring stay on the CPU. CPU runs are
     deterministic (seeded); GPU kernels are not bit-reproducible, so a result file records the device it used.
     """
     import torch
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "auto":  # under torchrun, each process owns the GPU its LOCAL_RANK names (retrievers/sharding.py)
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {name!r} asked for, but torch sees no CUDA GPU (use device=cpu or auto)")

@@ -36,6 +36,7 @@ from retrievers.base import (
     torch_device,
     write_json_atomic,
 )
+from retrievers.sharding import encode_corpus
 from retrievers.training import TrainConfig, train, training_pairs
 
 BGE_ZH_INSTRUCTION = "为这个句子生成表示以用于检索相关文章："
@@ -197,6 +198,7 @@ def build_faiss(vectors: np.ndarray, config: DenseConfig):
 class DenseRetriever(Retriever):
     config_class = DenseConfig
     needs_training = True
+    shards_encoding = True
 
     def __init__(self, config: DenseConfig | None = None):
         super().__init__(config)
@@ -225,7 +227,9 @@ class DenseRetriever(Retriever):
             raise RuntimeError("fit() the dense retriever before indexing (or load() a trained one)")
         self._pids = list(corpus)
         with Timer() as timer:
-            vectors = self.encoder.encode([corpus[p] for p in self._pids])
+            vectors = encode_corpus(self.encoder.encode, [corpus[p] for p in self._pids], index_dir)
+            if vectors is None:  # another torchrun process builds the index from every process's shard
+                return
             self._faiss = build_faiss(vectors, self.config)
         faiss.write_index(self._faiss, str(Path(index_dir) / "faiss.index"))
         (Path(index_dir) / "pids.json").write_text(json.dumps(self._pids, ensure_ascii=False))
@@ -235,6 +239,9 @@ class DenseRetriever(Retriever):
         self.stats.index_size_bytes = (Path(index_dir) / "faiss.index").stat().st_size
         self.stats.extra.update({"dimension": int(vectors.shape[1]), "index_type": self.config.index_type,
                                  "bytes_per_passage": self.stats.index_size_bytes / max(1, len(self._pids))})
+
+    def load_model(self, model_dir: Path) -> None:
+        self.encoder = DenseEncoder(self.config, model_dir=str(model_dir))
 
     def load(self, index_dir: Path) -> None:
         import faiss

@@ -18,12 +18,14 @@ import scipy.sparse as sp
 
 from retrievers.base import Retriever, Run, Timer, latency_summary, write_json_atomic
 from retrievers.inverted_index import InvertedIndex
+from retrievers.sharding import encode_corpus
 
 
 class ImpactRetriever(Retriever):
     """Config fields used: ``block_size``, ``algorithm``, ``threads``, ``latency_queries``, optional ``query_top_m``."""
 
     search_fields = ("query_top_m", "algorithm", "threads", "latency_queries")
+    shards_encoding = True
 
     def __init__(self, config=None):
         super().__init__(config)
@@ -44,7 +46,9 @@ class ImpactRetriever(Retriever):
     def index(self, corpus: Mapping[str, str], index_dir: Path) -> None:
         pids = list(corpus)
         with Timer() as timer:
-            docs = self.encode([corpus[p] for p in pids], "doc")
+            docs = encode_corpus(lambda texts: self.encode(texts, "doc"), [corpus[p] for p in pids], index_dir)
+            if docs is None:  # another torchrun process builds the index from every process's shard
+                return
             self.index_ = InvertedIndex.build(docs, doc_ids=pids, block_size=self.config.block_size)
             self.index_.save(Path(index_dir) / "inverted")
         write_json_atomic(Path(index_dir) / "provenance.json", self._provenance)

@@ -141,3 +141,37 @@ def test_scratch_splade_starts_sparse_with_a_negative_output_bias(demo):
     assert get_spec("splade").build().config.scratch.output_bias == -0.75
     with pytest.raises(ValueError, match="bert backbone"):
         SparseEncoder(get_spec("prosper").build(parse_overrides(["scratch.output_bias=-1"])).config, texts=texts)
+
+
+def test_torchrun_shards_the_corpus_encoding_and_rank_0_alone_writes_the_result(tiny_run, tmp_path):
+    """The multi-GPU command, run on CPU processes: two ranks encode half the corpus each, one result file comes out."""
+    import os
+    import subprocess
+    import sys
+
+    _, single = tiny_run
+    out = tmp_path / "results"
+    env = {**os.environ, "PROSPER_BENCH_CACHE": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "benchmark", "run", "prosper", "--dataset", "demo", "--output", str(out), *TINY]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("MRR@10") == 1  # one summary table: rank 1 prints nothing
+    (path,) = find_results(out, "demo", "prosper")
+    payload = load_result(path)
+    assert payload["provenance"]["compute"]["encoding_processes"] == 2
+    assert payload["cost"]["extra"]["active_doc_dims"] == pytest.approx(single["cost"]["extra"]["active_doc_dims"],
+                                                                        rel=1e-3)
+    assert payload["metrics"]["MRR@10"] == pytest.approx(single["metrics"]["MRR@10"], abs=0.005)
+    index_dirs = list((tmp_path / "cache" / "indexes").glob("demo-*/prosper-*"))
+    assert len(index_dirs) == 1 and not (index_dirs[0] / "shards").exists()
+
+
+def test_shard_bounds_cover_the_corpus_once_in_order():
+    from retrievers.sharding import shard_bounds
+
+    for n, size in [(10, 3), (2, 4), (2000, 2), (0, 2)]:
+        bounds = [shard_bounds(n, r, size) for r in range(size)]
+        assert bounds[0][0] == 0 and bounds[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:], strict=False))
+        assert max(b - a for a, b in bounds) - min(b - a for a, b in bounds) <= 1
