@@ -60,21 +60,23 @@ def plot_tradeoff(results: Path, dataset: str, out_dir: Path) -> Path | None:
         lat = sorted((p[3], p[1] * 100) for p in points if p[3] is not None)
         if lat:
             ax_lat.plot([x for x, _ in lat], [y for _, y in lat], markers.get(knob, "o-"), label=label)
+    point_labels: dict[object, list[tuple[float, float, str, int]]] = {ax_flops: [], ax_lat: []}
     for name, payload in sorted(references.items()):
         mrr = payload["metrics"]["MRR@10"] * 100
         cost = payload.get("cost", {})
+        paper = bool(payload.get("retriever", {}).get("paper_row"))
+        style = dict(marker="*", color="k", markersize=9) if paper else dict(marker="o", color="grey", markersize=4)
         if cost.get("flops") is not None:
             if cost["flops"] > 0:  # a collapsed model (no active terms) has no place on a log axis
-                ax_flops.plot([cost["flops"]], [mrr], "k*", markersize=9)
-                ax_flops.annotate(name, (cost["flops"], mrr), textcoords="offset points", xytext=(4, -10), fontsize=8)
+                ax_flops.plot([cost["flops"]], [mrr], linestyle="none", **style)
+                point_labels[ax_flops].append((cost["flops"], mrr, name, 0 if paper else 1))
         else:
             ax_flops.axhline(mrr, color="grey", linestyle="-.", linewidth=0.8)
             ax_flops.annotate(f"{name} (dense)", (0.01, mrr), xycoords=("axes fraction", "data"), fontsize=8,
                               color="grey", xytext=(0, 2), textcoords="offset points")
         if cost.get("latency_ms_p50"):
-            ax_lat.plot([cost["latency_ms_p50"]], [mrr], "k*", markersize=9)
-            ax_lat.annotate(name, (cost["latency_ms_p50"], mrr), textcoords="offset points", xytext=(4, -10),
-                            fontsize=8)
+            ax_lat.plot([cost["latency_ms_p50"]], [mrr], linestyle="none", **style)
+            point_labels[ax_lat].append((cost["latency_ms_p50"], mrr, name, 0 if paper else 1))
     ax_flops.set_xscale("log")
     ax_flops.set_xlabel("FLOPS (average overlapping terms per query-document pair, log scale)")
     ax_lat.set_xscale("log")
@@ -91,6 +93,14 @@ def plot_tradeoff(results: Path, dataset: str, out_dir: Path) -> Path | None:
     label = next(iter(references.values()), {}).get("dataset", {}).get("corpus_label", "")
     fig.suptitle(f"{dataset} ({label}) - effectiveness vs cost - provenance: {', '.join(provenance)}", fontsize=11)
     fig.tight_layout()
+    for ax, items in point_labels.items():
+        note = ax.text(0.99, 0.01, "00 overlapping labels left out (grey dots: ablations; see REPORT.md)",
+                       transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="grey")
+        hidden = _place_labels(fig, ax, items, reserved=[note.get_window_extent(fig.canvas.get_renderer())])
+        if hidden:
+            note.set_text(f"{hidden} overlapping labels left out (grey dots: ablations; see REPORT.md)")
+        else:
+            note.remove()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{dataset}-tradeoff.png"
@@ -99,3 +109,31 @@ def plot_tradeoff(results: Path, dataset: str, out_dir: Path) -> Path | None:
     plt.close(fig)
     tmp.replace(path)
     return path
+
+
+# Offsets (points) tried in turn for a point's label: right-below, right-above, left-below, left-above.
+_LABEL_OFFSETS = ((4, -10, "left"), (4, 3, "left"), (-4, -10, "right"), (-4, 3, "right"))
+
+
+def _place_labels(fig, ax, items: list[tuple[float, float, str, int]], reserved: list | None = None) -> int:
+    """Label points without overlaps: paper rows first, then ablations; a label that fits nowhere is left out.
+
+    Why: 30 models near one MRR@10 made the labels unreadable; a dropped label still leaves its marker, and every
+    number is in the report's table. Returns how many labels were left out.
+    """
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    taken = list(reserved or [])
+    hidden = 0
+    for x, y, text, _ in sorted(items, key=lambda item: (item[3], -item[1])):
+        for dx, dy, align in _LABEL_OFFSETS:
+            label = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=8, ha=align)
+            box = label.get_window_extent(renderer)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(box.overlaps(other) for other in taken):
+                taken.append(box)
+                break
+            label.remove()
+        else:
+            hidden += 1
+    return hidden

@@ -84,3 +84,25 @@ def test_the_device_is_where_a_model_runs_not_what_it_is():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA GPU"):
             torch_device("cuda")
+
+
+def test_plot_labels_never_overlap_and_paper_rows_are_labelled_first():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from benchmark.plot import _place_labels
+
+    fig, ax = plt.subplots()
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, 10)
+    items = [(5.0, 5.0, f"ablation-{i}", 1) for i in range(8)] + [(5.0, 5.0, "paper-row", 0), (1.0, 9.0, "alone", 1)]
+    hidden = _place_labels(fig, ax, items)
+    texts = [t for t in ax.texts]
+    shown = [t.get_text() for t in texts]
+    assert "paper-row" in shown and "alone" in shown
+    assert hidden == len(items) - len(shown) and hidden >= 5  # at most 4 positions around one point
+    boxes = [t.get_window_extent(fig.canvas.get_renderer()) for t in texts]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    plt.close(fig)
