@@ -147,11 +147,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _print_summary(dataset, rows) -> None:
     print(f"\n{dataset.name} ({dataset.corpus_label}, {len(dataset.corpus):,} passages, {len(dataset.qrels):,} queries)")
-    print(f"{'retriever':<16} {'MRR@10':>7} {'Hit@10':>7} {'Hit@1k':>7} {'FLOPS':>9} {'p50 ms':>7}  result")
+    width = max([16, *(len(row[0]) for row in rows)])
+    print(f"{'retriever':<{width}} {'MRR@10':>7} {'Hit@10':>7} {'Hit@1k':>7} {'FLOPS':>9} {'p50 ms':>7}  result")
     for name, mrr, h10, h1k, flops, p50, path in rows:
         flops_s = f"{flops:9.3f}" if flops is not None else f"{'-':>9}"
         p50_s = f"{p50:7.2f}" if p50 is not None else f"{'-':>7}"
-        print(f"{name:<16} {mrr * 100:7.2f} {h10 * 100:7.2f} {h1k * 100:7.2f} {flops_s} {p50_s}  {path}")
+        print(f"{name:<{width}} {mrr * 100:7.2f} {h10 * 100:7.2f} {h1k * 100:7.2f} {flops_s} {p50_s}  {path}")
 
 
 def cmd_index_bench(args: argparse.Namespace) -> int:
