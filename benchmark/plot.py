@@ -89,7 +89,7 @@ def plot_tradeoff(results: Path, dataset: str, out_dir: Path) -> Path | None:
         ax.grid(True, alpha=0.3)
     handles, labels = ax_flops.get_legend_handles_labels()
     if handles:
-        ax_flops.legend(fontsize=8, loc="lower right")
+        ax_flops.legend(fontsize=8, loc="best")
     label = next(iter(references.values()), {}).get("dataset", {}).get("corpus_label", "")
     fig.suptitle(f"{dataset} ({label}) - effectiveness vs cost - provenance: {', '.join(provenance)}", fontsize=11)
     fig.tight_layout()
