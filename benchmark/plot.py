@@ -94,11 +94,11 @@ def plot_tradeoff(results: Path, dataset: str, out_dir: Path) -> Path | None:
     fig.suptitle(f"{dataset} ({label}) - effectiveness vs cost - provenance: {', '.join(provenance)}", fontsize=11)
     fig.tight_layout()
     for ax, items in point_labels.items():
-        note = ax.text(0.99, 0.01, "00 overlapping labels left out (grey dots: ablations; see REPORT.md)",
-                       transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="grey")
+        note = ax.text(0.99, 0.01, _LEFT_OUT.format(99), transform=ax.transAxes, ha="right", va="bottom",
+                       fontsize=7, color="grey")  # drawn first at its widest, so no label is placed over it
         hidden = _place_labels(fig, ax, items, reserved=[note.get_window_extent(fig.canvas.get_renderer())])
         if hidden:
-            note.set_text(f"{hidden} overlapping labels left out (grey dots: ablations; see REPORT.md)")
+            note.set_text(_LEFT_OUT.format(hidden))
         else:
             note.remove()
     out_dir = Path(out_dir)
@@ -111,6 +111,7 @@ def plot_tradeoff(results: Path, dataset: str, out_dir: Path) -> Path | None:
     return path
 
 
+_LEFT_OUT = "{} overlapping labels left out (grey dots: ablations; see REPORT.md)"
 # Offsets (points) tried in turn for a point's label: right-below, right-above, left-below, left-above.
 _LABEL_OFFSETS = ((4, -10, "left"), (4, 3, "left"), (-4, -10, "right"), (-4, 3, "right"))
 

@@ -130,25 +130,23 @@ def _fit_and_index(retriever, spec: RetrieverSpec, dataset: Dataset, fold: Fold,
             setattr(retriever.stats, key, saved.get(key))
         return True
     rank, world_size = world()
-    if rank == 0 and index_dir.exists():  # an interrupted run: drop its half-built index, keep checkpoints to resume
-        for child in index_dir.iterdir():
-            if child.name != "checkpoints":
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
     if rank == 0:
+        if index_dir.exists():  # an interrupted run: drop its half-built index, keep checkpoints to resume from
+            for child in index_dir.iterdir():
+                if child.name != "checkpoints":
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
         index_dir.mkdir(parents=True, exist_ok=True)
-    if retriever.needs_training:
-        if rank == 0:
+        if retriever.needs_training:
             log.info("%s: training on %d queries (%s)", spec.name, len(fold.train_qrels), fold.name)
             with Timer() as timer:
                 retriever.fit(fold.train_queries, fold.train_qrels, dataset.corpus, index_dir)
             retriever.stats.train_time_s = timer.seconds
-        barrier()  # the other torchrun processes wait for rank 0's model
-        if rank != 0 and retriever.shards_encoding:
+    barrier()  # the other torchrun processes wait for rank 0's folder and model
+    if rank != 0:
+        if not retriever.shards_encoding:
+            return False  # this retriever indexes in one process: rank 0 does it alone
+        if retriever.needs_training:
             retriever.load_model(index_dir / "model")
-    else:
-        barrier()
-    if rank != 0 and not retriever.shards_encoding:
-        return False  # this retriever indexes in one process: rank 0 does it alone
     if world_size > 1:
         log.info("%s: rank %d of %d encoding its shard of %d passages", spec.name, rank, world_size,
                  len(dataset.corpus))

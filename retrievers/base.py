@@ -132,7 +132,9 @@ def torch_device(name: str = "auto") -> Any:
     if name == "auto":  # under torchrun, each process owns the GPU its LOCAL_RANK names (retrievers/sharding.py)
         if not torch.cuda.is_available():
             return torch.device("cpu")
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+        from retrievers.sharding import local_rank
+
+        return torch.device("cuda", local_rank() % torch.cuda.device_count())
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {name!r} asked for, but torch sees no CUDA GPU (use device=cpu or auto)")
