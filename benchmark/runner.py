@@ -147,7 +147,7 @@ def _fit_and_index(retriever, spec: RetrieverSpec, dataset: Dataset, fold: Fold,
             return False  # this retriever indexes in one process: rank 0 does it alone
         if retriever.needs_training:
             retriever.load_model(index_dir / "model")
-    if world_size > 1:
+    if world_size > 1 and retriever.shards_encoding:  # BM25 / Doc2Query index in rank 0 alone: nothing to record
         log.info("%s: rank %d of %d encoding its shard of %d passages", spec.name, rank, world_size,
                  len(dataset.corpus))
         retriever._provenance.setdefault("compute", {})["encoding_processes"] = world_size
