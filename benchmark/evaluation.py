@@ -1,15 +1,25 @@
-"""Effectiveness metrics through ir-measures, averaged over *all* qrels queries.
+"""Effectiveness metrics through ir-measures, averaged over *all* qrels queries, with one tie rule for every measure.
 
 Why our own averaging: trec_eval (and so ir-measures' default aggregate) averages over queries present in the run,
 and Multi-CPR's own script does the same; a retriever that returns nothing for a hard query would then look better.
 Here every qrels query counts, and a query with no results scores 0 on every measure.
 
+Why one tie rule: ir-measures hands RR@10 to its msmarco provider (ties broken by docid *ascending*) and Success/R to
+pytrec_eval (ties by docid *descending*), so on a run with tied scores a query could have RR@10 > 0 and Hit@10 = 0.
+:func:`canonical_run` therefore ranks every query once, by trec_eval's convention - score descending, then docid
+descending (string order) - and the providers get rank-derived, tie-free scores, so every measure reads the same order.
+
+Duplicates: a passage listed twice for one query keeps its *best* score (the official Multi-CPR script keeps the
+first, highest-ranked line; the last line winning, as a plain dict would do, silently moves a top-1 hit to the bottom).
+The count is reported in the metrics (``duplicate_hits_dropped``) and logged as a warning.
+
 Names follow the paper: MRR@10 (= RR@10), Hit@k (= Success@k: the positive is in the top k; with Multi-CPR's one
-positive per query this equals Recall@k), Recall@k (= R@k). Ties in score are ordered as trec_eval orders them.
+positive per query this equals Recall@k), Recall@k (= R@k).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 import ir_measures
@@ -17,30 +27,64 @@ from ir_measures import RR, R, Success
 
 from retrievers.base import Run
 
+log = logging.getLogger("benchmark.evaluation")
+
 CUTOFFS = (1, 10, 100, 1000)
 MEASURES = {"MRR@10": RR @ 10}
 MEASURES.update({f"Hit@{k}": Success @ k for k in CUTOFFS})
 MEASURES.update({f"Recall@{k}": R @ k for k in CUTOFFS})
+TIE_RULE = "score descending, then docid descending (trec_eval)"
+
+
+def canonical_run(run: Run) -> tuple[dict[str, list[str]], int]:
+    """Each query's passages in evaluation order (see the module docstring) and the number of duplicates dropped."""
+    ranked: dict[str, list[str]] = {}
+    dropped = 0
+    for qid, hits in run.items():
+        best: dict[str, float] = {}
+        for docid, score in hits:
+            score = float(score)
+            if docid in best:
+                dropped += 1
+                if score <= best[docid]:
+                    continue
+            best[docid] = score
+        # two stable sorts: docid descending, then score descending (ties keep the docid order)
+        order = sorted(best, reverse=True)
+        order.sort(key=best.__getitem__, reverse=True)
+        ranked[qid] = order
+    return ranked, dropped
 
 
 def per_query(run: Run, qrels: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, float]]:
     """{measure name: {qid: value}} for every qrels query (0 where the run has nothing for it)."""
+    values, _ = _per_query(run, qrels)
+    return values
+
+
+def _per_query(run: Run, qrels: Mapping[str, Mapping[str, int]]) -> tuple[dict[str, dict[str, float]], int]:
     by_measure = {name: dict.fromkeys(qrels, 0.0) for name in MEASURES}
     reverse = {measure: name for name, measure in MEASURES.items()}
-    scored = [ir_measures.ScoredDoc(q, d, float(s)) for q, hits in run.items() if q in qrels for d, s in hits]
+    ranked, dropped = canonical_run({q: hits for q, hits in run.items() if q in qrels})
+    # strictly decreasing scores in canonical order: no provider has a tie left to break
+    scored = [ir_measures.ScoredDoc(q, d, float(len(docs) - rank)) for q, docs in ranked.items()
+              for rank, d in enumerate(docs)]
     judged = [ir_measures.Qrel(q, d, int(r)) for q, docs in qrels.items() for d, r in docs.items()]
     if scored:
         for metric in ir_measures.iter_calc(list(MEASURES.values()), judged, scored):
             by_measure[reverse[metric.measure]][metric.query_id] = float(metric.value)
-    return by_measure
+    return by_measure, dropped
 
 
 def evaluate(run: Run, qrels: Mapping[str, Mapping[str, int]]) -> dict[str, float]:
-    """Mean of each measure over all qrels queries, plus how many queries had no results."""
+    """Mean of each measure over all qrels queries, plus how many queries had no results and duplicates dropped."""
     if not qrels:
         raise ValueError("no qrels to evaluate against")
-    values = per_query(run, qrels)
+    values, dropped = _per_query(run, qrels)
+    if dropped:
+        log.warning("%d duplicate (query, passage) lines in the run: each passage kept its best score", dropped)
     metrics = {name: sum(v.values()) / len(qrels) for name, v in values.items()}
     metrics["queries"] = len(qrels)
     metrics["queries_without_results"] = sum(1 for q in qrels if not run.get(q))
+    metrics["duplicate_hits_dropped"] = dropped
     return metrics
