@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -22,6 +23,8 @@ def _add_data_args(parser: argparse.ArgumentParser, default_dataset: str | None 
     parser.add_argument("--data-dir", help="folder with the official Multi-CPR files (or set PROSPER_BENCH_DATA)")
     parser.add_argument("--corpus", help="use this corpus file instead of the manifest's (e.g. the 2,987-passage pool)")
     parser.add_argument("--no-verify", action="store_true", help="accept files whose sha256 or row count differ")
+    parser.add_argument("--no-download", action="store_true",
+                        help="never download official files (also: PROSPER_BENCH_OFFLINE=1 or HF_HUB_OFFLINE=1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--results", default=str(DEFAULT_OUTPUT), help="where to find results of entries not rerun")
     check.add_argument("--output", help="where reruns write their result files (default: a temporary folder)")
     check.add_argument("--require-data", action="store_true", help="fail (not skip) when a dataset's files are missing")
+    check.add_argument("--reuse-cache", action="store_true",
+                       help="rerun entries against the existing cache (default: a fresh one, so stale indexes never pass)")
 
     explain = sub.add_parser("explain", help="top-weighted terms of a query or passage for a learned sparse model")
     explain.add_argument("name", help="a learned sparse retriever (see 'list'), trained by 'run' on --dataset")
@@ -106,7 +111,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _load(args: argparse.Namespace, with_train: bool):
     return load_dataset(args.dataset, data_dir=args.data_dir, corpus_path=args.corpus, with_train=with_train,
-                        verify=not args.no_verify)
+                        verify=not args.no_verify, download=not args.no_download)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -235,46 +240,35 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    import tempfile
-
-    from benchmark.leaderboard import LEADERBOARD_FILE, compare, load_leaderboard
+    from benchmark.leaderboard import LEADERBOARD_FILE, load_leaderboard, run_check
     from benchmark.registry import load_registry
-    from benchmark.results import latest_results, load_result
     from benchmark.runner import run_one
+    from retrievers.base import config_hash
+    from retrievers.cache import temporary_cache
 
     board = load_leaderboard(Path(args.leaderboard) if args.leaderboard else LEADERBOARD_FILE)
     registry = load_registry()
-    output = Path(args.output) if args.output else Path(tempfile.mkdtemp(prefix="prosper-bench-check-"))
     datasets = args.dataset or list(dict.fromkeys(e.dataset for e in board.entries))
-    counts = {"ok": 0, "okish": 0, "fail": 0}
-    for name in datasets:
-        entries = board.for_dataset(name)
-        if not entries:
-            print(f"[{name}] no leaderboard entries")
-            continue
-        dataset = None
-        if any(e.check for e in entries):
-            try:
-                dataset = load_dataset(name, data_dir=args.data_dir, with_train=True, verify=not args.no_verify)
-            except DataError as err:
-                print(f"[{name}] {'FAIL' if args.require_data else 'skipped'}: {err}")
-                counts["fail"] += bool(args.require_data)
-                continue
-        latest = latest_results(Path(args.results), name)
-        for entry in entries:
-            if entry.check:
-                _, payload = run_one(registry[entry.retriever], dataset, output)
-                origin = "rerun"
-            elif entry.retriever in latest:
-                payload, origin = load_result(latest[entry.retriever]), str(latest[entry.retriever])
-            else:
-                continue  # a reference row (e.g. the paper's) with no result of ours to compare
-            for metric, expected, actual, state in compare(entry, payload["metrics"]):
-                counts[state] += 1
-                got = "missing" if actual is None else f"{actual:.4f}"
-                print(f"[{state.upper():5}] {name:<20} {entry.retriever:<16} {metric:<9} expected {expected:.4f} "
-                      f"got {got} (tolerance {entry.tolerance}; {origin})")
-    print(f"\ncheck: {counts['ok']} ok, {counts['okish']} okish, {counts['fail']} fail")
+    loaded: dict[str, object] = {}
+
+    def load_ok(name: str) -> str | None:
+        try:
+            loaded[name] = load_dataset(name, data_dir=args.data_dir, with_train=True, verify=not args.no_verify)
+        except DataError as err:
+            return f"{'FAIL' if args.require_data else 'skipped'}: {err}"
+        return None
+
+    def rerun(entry, output: Path) -> dict:
+        _, payload = run_one(registry[entry.retriever], loaded[entry.dataset], output)
+        return payload
+
+    def registered_hash(name: str) -> str:
+        return config_hash(registry[name].build().config) if name in registry else "-"
+
+    cache = contextlib.nullcontext() if args.reuse_cache else temporary_cache("prosper-bench-check-cache-")
+    with cache:
+        counts = run_check(board, datasets, Path(args.results), rerun, registered_hash, load_ok,
+                           Path(args.output) if args.output else None)
     return 1 if counts["fail"] else 0
 
 

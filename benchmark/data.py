@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -18,10 +19,11 @@ from typing import Any
 
 import yaml
 
+from retrievers.cache import cache_dir
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MANIFEST_DIR = REPO_ROOT / "datasets"
 DATA_DIR_ENV = "PROSPER_BENCH_DATA"
-CACHE_DIR_ENV = "PROSPER_BENCH_CACHE"
 
 
 class DataError(RuntimeError):
@@ -35,11 +37,6 @@ class DataFormatError(DataError):
         self.path, self.line = str(path), line
         where = f"{path}:{line}" if line is not None else str(path)
         super().__init__(f"{where}: {message}")
-
-
-def cache_dir() -> Path:
-    """Where generated data, trained tokenizers and indexes live (``PROSPER_BENCH_CACHE`` or ~/.cache/prosper-bench)."""
-    return Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "prosper-bench")
 
 
 # --------------------------------------------------------------------------------------------------------- manifests
@@ -74,12 +71,22 @@ def list_manifests() -> list[Manifest]:
     return [load_manifest(p.stem) for p in sorted(MANIFEST_DIR.glob("*.yaml"))]
 
 
+DATASET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
 def load_manifest(name: str) -> Manifest:
+    """The manifest ``datasets/<name>.yaml``. A dataset is named, never given as a path: the name becomes part of
+    result and cache paths, so ``../x`` or ``/tmp/x.yaml`` would write outside them."""
+    known = ", ".join(p.stem for p in sorted(MANIFEST_DIR.glob("*.yaml")))
+    if not DATASET_NAME.match(name or ""):
+        raise DataError(f"--dataset takes a dataset name (lower-case letters, digits, '-', '_'), not {name!r}; "
+                        f"known datasets: {known}. To use your own corpus file, pass --corpus FILE.")
     path = MANIFEST_DIR / f"{name}.yaml"
     if not path.exists():
-        known = ", ".join(p.stem for p in sorted(MANIFEST_DIR.glob("*.yaml")))
         raise DataError(f"unknown dataset {name!r}; known datasets: {known}")
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(raw, dict) or raw.get("name") != name:
+        raise DataError(f"{path}: not a dataset manifest (its 'name' must be {name!r}, the file's own name)")
     files = tuple(
         FileSpec(role, spec["name"], spec.get("rows"), spec.get("sha256")) for role, spec in (raw.get("files") or {}).items()
     )
@@ -302,12 +309,23 @@ def load_dataset(
 ) -> Dataset:
     """Load a dataset by manifest name. ``corpus_path`` overrides the manifest's corpus file (e.g. for the pool)."""
     manifest = load_manifest(name)
+    download = download and not offline()
     if manifest.format == "generated":
         from benchmark.demo import materialize_demo
 
         directory = materialize_demo(manifest.generator)
         return _load_multicpr(manifest, directory, corpus_path, with_train, verify=False, download=False)
-    return _load_multicpr(manifest, resolve_data_dir(data_dir), corpus_path, with_train, verify, download)
+    directory = resolve_data_dir(data_dir)
+    if directory is not None and not directory.is_dir():
+        source = "--data-dir" if data_dir is not None else DATA_DIR_ENV
+        raise DataError(f"{source} {directory} does not exist (or is not a folder)")
+    return _load_multicpr(manifest, directory, corpus_path, with_train, verify, download)
+
+
+def offline() -> bool:
+    """True when the user said not to touch the network (``PROSPER_BENCH_OFFLINE`` or ``HF_HUB_OFFLINE`` set to 1)."""
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+               for v in ("PROSPER_BENCH_OFFLINE", "HF_HUB_OFFLINE"))
 
 
 def _load_multicpr(
@@ -347,6 +365,8 @@ def _load_multicpr(
 
     skipped: dict[str, int] = {}
     corpus = read_id_text(paths["corpus"], "passage", empty="skip", skipped=skipped)
+    if not corpus:
+        raise DataError(f"{paths['corpus']}: the corpus is empty (no '<pid>\\t<passage>' line with text)")
     queries = read_id_text(paths["queries"], "query")
     for role, count in (("corpus", len(corpus) + skipped.get("empty passage", 0)), ("queries", len(queries))):
         _check_rows(manifest, manifest.file(role), files[role], count, verify and not (role == "corpus" and corpus_path))
@@ -366,10 +386,14 @@ def _load_multicpr(
 
     notes = []
     corpus_sha = files["corpus"]["sha256"]
+    corpus_label = manifest.corpus_label
     if corpus_sha in manifest.known_corpora:
         notes.append(f"corpus: {manifest.known_corpora[corpus_sha]}")
+    elif corpus_path is not None and corpus_sha != manifest.file("corpus").sha256:
+        corpus_label = "custom"  # a user's own corpus file: never labelled as the manifest's corpus
+        notes.append(f"corpus: {paths['corpus']} ({len(corpus):,} passages), the user's own file, not verified")
     if not manifest.comparable_to_paper:
-        notes.append(f"{manifest.corpus_label} results: not comparable with the paper's full-corpus numbers")
+        notes.append(f"{corpus_label} results: not comparable with the paper's full-corpus numbers")
     notes.extend(f"skipped {n} {reason}" for reason, n in sorted(skipped.items()))
     return Dataset(
         name=manifest.name,
@@ -378,8 +402,8 @@ def _load_multicpr(
         qrels=qrels,
         train_queries=train_queries,
         train_qrels=train_qrels,
-        corpus_label=manifest.corpus_label,
-        comparable_to_paper=manifest.comparable_to_paper and corpus_path is None,
+        corpus_label=corpus_label,
+        comparable_to_paper=manifest.comparable_to_paper and corpus_label == manifest.corpus_label,
         files=files,
         skipped=skipped,
         notes=notes,

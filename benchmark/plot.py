@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from benchmark.report import provenance_label
-from benchmark.results import find_results, latest_results, load_result
+from benchmark.results import find_results, latest_results, load_result, provenance_label
 
 
 def _sweeps(results: Path, dataset: str) -> dict[tuple[str, str], list[tuple[object, float, float | None, float | None]]]:

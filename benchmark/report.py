@@ -11,36 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from benchmark.results import latest_results, load_result, result_datasets
-
-
-def provenance_label(payload: dict[str, Any]) -> str:
-    """``pretrained`` only when every model and tokenizer behind the run was real; otherwise what stood in."""
-    kinds = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if "kind" in node and isinstance(node["kind"], str):
-                kinds.add(node["kind"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(payload.get("provenance", {}))
-    if not kinds:
-        return "-"
-    if kinds <= {"pretrained", "real"}:
-        return "pretrained"
-    return "+".join(sorted(kinds - {"pretrained", "real"}))
-
-
-def ran_on(payload: dict[str, Any]) -> str:
-    """Where the run was trained and searched: ``cpu``, or the GPU named in the provenance (whose machine's latencies
-    are not comparable with the CPU rows: another processor, and GPU runs shared it several at a time)."""
-    compute = payload.get("provenance", {}).get("compute") or {}
-    return compute.get("gpu", "GPU") if compute.get("device", "cpu").startswith("cuda") else "cpu"
+from benchmark.results import latest_results, load_result, provenance_label, ran_on, result_datasets
 
 
 def _fmt(value: Any, spec: str, scale: float = 1.0) -> str:

@@ -95,3 +95,32 @@ def result_datasets(output: Path) -> list[str]:
     special = {"tradeoff", "plots", "index-bench"}
     return sorted(p.name for p in Path(output).iterdir() if p.is_dir() and p.name not in special
                   and any(p.glob("*/*.json"))) if Path(output).exists() else []
+
+
+def provenance_label(payload: dict[str, Any]) -> str:
+    """``pretrained`` only when every model and tokenizer behind the run was real; otherwise what stood in."""
+    kinds = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "kind" in node and isinstance(node["kind"], str):
+                kinds.add(node["kind"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(payload.get("provenance", {}))
+    if not kinds:
+        return "-"
+    if kinds <= {"pretrained", "real"}:
+        return "pretrained"
+    return "+".join(sorted(kinds - {"pretrained", "real"}))
+
+
+def ran_on(payload: dict[str, Any]) -> str:
+    """Where the run was trained and searched: ``cpu``, or the GPU named in the provenance (whose machine's latencies
+    are not comparable with the CPU rows: another processor, and GPU runs shared it several at a time)."""
+    compute = payload.get("provenance", {}).get("compute") or {}
+    return compute.get("gpu", "GPU") if compute.get("device", "cpu").startswith("cuda") else "cpu"

@@ -96,7 +96,7 @@ def train_stand_in(
         digest.update(b"\n")
     key = digest.hexdigest()[:16]
     if cache is None:
-        from benchmark.data import cache_dir
+        from retrievers.cache import cache_dir
 
         cache = cache_dir() / "tokenizers"
     target = Path(cache) / f"{family}-{key}"

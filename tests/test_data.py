@@ -154,3 +154,56 @@ def test_demo_dataset_loads_through_the_official_format(demo):
     assert len(demo.corpus) == 2000 and len(demo.queries) == 400 and len(demo.train_qrels) == 1600
     assert demo.corpus_label == "demo"
     assert set(demo.queries).isdisjoint(demo.train_queries)
+
+
+# ------------------------------------------------------------------------------------------- verification, names
+def test_a_pool_with_passages_deleted_is_refused(tmp_path, multicpr_dir):
+    ecom = tmp_path / "ecom"
+    ecom.mkdir()
+    for name in ("dev.query.txt", "qrels.dev.tsv"):
+        (ecom / name).write_bytes((multicpr_dir / "ecom" / name).read_bytes())
+    lines = (multicpr_dir / "ecom" / "corpus.partial.tsv").read_text(encoding="utf-8").splitlines()
+    positives = {line.split()[2] for line in (ecom / "qrels.dev.tsv").read_text().splitlines()}
+    kept = [line for i, line in enumerate(lines) if line.split("\t")[0] in positives or i % 2]  # ~990 distractors gone
+    (ecom / "corpus.partial.tsv").write_text("\n".join(kept) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match="sha256"):
+        load_dataset("multicpr-ecom-pool", data_dir=tmp_path, with_train=False, download=False)
+    relabelled = load_dataset("multicpr-ecom-pool", data_dir=tmp_path, corpus_path=ecom / "corpus.partial.tsv",
+                              with_train=False, download=False)
+    assert relabelled.corpus_label == "custom" and not relabelled.comparable_to_paper  # never called "pool"
+
+
+@pytest.mark.parametrize("name", ["../results/leaderboard", "/tmp/x", "demo.yaml", "Demo", ""])
+def test_a_dataset_is_a_name_never_a_path(name):
+    with pytest.raises(DataError, match="dataset name"):
+        load_dataset(name)
+
+
+def test_a_manifest_whose_name_escapes_is_refused(tmp_path, monkeypatch):
+    import benchmark.data as data
+
+    (tmp_path / "evil.yaml").write_text("name: ../../escaped\nformat: multicpr\ncorpus_label: x\n")
+    monkeypatch.setattr(data, "MANIFEST_DIR", tmp_path)
+    with pytest.raises(DataError, match="its 'name' must be 'evil'"):
+        load_dataset("evil")
+
+
+def test_no_download_fails_at_once_without_touching_the_network(tmp_path, monkeypatch):
+    import benchmark.data as data
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the network was used")
+
+    monkeypatch.setattr(data.urllib.request, "urlopen", forbidden)
+    with pytest.raises(DataError, match="needs corpus.tsv"):
+        load_dataset("multicpr-video", data_dir=tmp_path, download=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError, match="needs corpus.tsv"):
+        load_dataset("multicpr-video", data_dir=tmp_path)
+
+
+def test_an_empty_corpus_and_a_missing_folder_say_so(tmp_path):
+    with pytest.raises(DataError, match="the corpus is empty"):
+        _load(_dataset_dir(tmp_path, corpus="\n"))
+    with pytest.raises(DataError, match="does not exist"):
+        load_dataset("multicpr-ecom-pool", data_dir=tmp_path / "missing", download=False)
