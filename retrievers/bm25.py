@@ -14,7 +14,7 @@ import json
 import logging
 import shutil
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,18 +79,41 @@ class BM25Retriever(Retriever):
             self._df = Counter(t for toks in tokens for t in set(toks))
             self._n_docs = len(pids)
             if self.config.backend == "lucene":
-                self._index_lucene(pids, tokens, index_dir)
+                self._index_lucene(pids, ({"contents": " ".join(t)} for t in tokens), index_dir, "JsonCollection")
             else:
                 self._index_bm25s(pids, tokens, index_dir)
-        meta = {"df": dict(self._df), "n_docs": self._n_docs, "provenance": self._provenance}
-        write_json_atomic(index_dir / "bm25_meta.json", meta)
+        self._write_meta(index_dir)
         if tokenizer.provenance["kind"] == "stand-in":
             tokenizer.hf.save_pretrained(str(index_dir / "tokenizer"))
         self.stats.index_time_s = timer.seconds
         self.stats.index_size_bytes = directory_size(index_dir / self.config.backend)
         self.stats.doc_terms_mean = sum(len(t) for t in tokens) / max(len(tokens), 1)
 
-    def _index_lucene(self, pids: list[str], tokens: list[list[str]], index_dir: Path) -> None:
+    def index_term_frequencies(self, pids: list[str], vectors: list[Mapping[str, int]], index_dir: Path) -> None:
+        """BM25 over documents given as {term: term frequency} (DeepCT's pseudo-documents, never materialised).
+
+        Lucene's ``JsonVectorCollection`` (without ``-impact``) stores each weight as the term's frequency, and the
+        document length is their sum, so BM25 scores exactly as over a text repeating each term that many times.
+        Queries then go through :meth:`search_tokens`. Lucene backend only.
+        """
+        if self.config.backend != "lucene":
+            raise ValueError("term-frequency documents are indexed by the lucene backend")
+        index_dir = Path(index_dir)
+        with Timer() as timer:
+            self._df = Counter(t for vector in vectors for t, tf in vector.items() if tf > 0)
+            self._n_docs = len(pids)
+            rows = ({"contents": "", "vector": {t: int(tf) for t, tf in v.items() if tf > 0}} for v in vectors)
+            self._index_lucene(pids, rows, index_dir, "JsonVectorCollection")
+        self._write_meta(index_dir)
+        self.stats.index_time_s = timer.seconds
+        self.stats.index_size_bytes = directory_size(index_dir / "lucene")
+        self.stats.doc_terms_mean = sum(sum(1 for tf in v.values() if tf > 0) for v in vectors) / max(len(vectors), 1)
+
+    def _write_meta(self, index_dir: Path) -> None:
+        meta = {"df": dict(self._df), "n_docs": self._n_docs, "provenance": self._provenance}
+        write_json_atomic(index_dir / "bm25_meta.json", meta)
+
+    def _index_lucene(self, pids: list[str], rows: Iterable[dict], index_dir: Path, collection_class: str) -> None:
         from retrievers.jvm import ensure_jvm
 
         ensure_jvm()
@@ -99,12 +122,12 @@ class BM25Retriever(Retriever):
         collection = index_dir / "collection"
         collection.mkdir(parents=True, exist_ok=True)
         with open(collection / "docs.jsonl", "w", encoding="utf-8") as fh:
-            for pid, toks in zip(pids, tokens, strict=True):
-                fh.write(json.dumps({"id": pid, "contents": " ".join(toks)}, ensure_ascii=False) + "\n")
+            for pid, row in zip(pids, rows, strict=True):
+                fh.write(json.dumps({"id": pid, **row}, ensure_ascii=False) + "\n")
         target = index_dir / "lucene"
         if target.exists():
             shutil.rmtree(target)
-        args = ["-collection", "JsonCollection", "-input", str(collection), "-index", str(target),
+        args = ["-collection", collection_class, "-input", str(collection), "-index", str(target),
                 "-generator", "DefaultLuceneDocumentGenerator", "-threads", str(self.config.threads),
                 "-pretokenized", "-storeRaw", "-quiet"]
         autoclass("io.anserini.index.IndexCollection").main(args)
@@ -138,7 +161,9 @@ class BM25Retriever(Retriever):
         meta = json.loads((index_dir / "bm25_meta.json").read_text(encoding="utf-8"))
         self._df, self._n_docs = Counter(meta["df"]), meta["n_docs"]
         self._provenance = meta["provenance"]
-        if self._provenance["tokenizer"]["kind"] == "stand-in":
+        if "tokenizer" not in self._provenance:
+            self.tokenizer = None  # term-frequency documents: the caller tokenizes queries (search_tokens)
+        elif self._provenance["tokenizer"]["kind"] == "stand-in":
             from transformers import PreTrainedTokenizerFast
 
             hf = PreTrainedTokenizerFast.from_pretrained(str(index_dir / "tokenizer"))
@@ -157,7 +182,10 @@ class BM25Retriever(Retriever):
     # --------------------------------------------------------------------------------------------------- search
     def search(self, queries: Mapping[str, str], k: int = 1000) -> Run:
         qids = list(queries)
-        tokens = self._tokenize([queries[q] for q in qids], "tokenizing queries")
+        return self.search_tokens(qids, self._tokenize([queries[q] for q in qids], "tokenizing queries"), k)
+
+    def search_tokens(self, qids: list[str], tokens: list[list[str]], k: int = 1000) -> Run:
+        """BM25 for queries already cut into the index's terms (a repeated term counts once per repeat)."""
         self.stats.flops = overlap_flops(tokens, self._df, self._n_docs)
         self.stats.query_terms_mean = sum(len(set(t)) for t in tokens) / max(len(tokens), 1)
         if self.config.backend == "lucene":

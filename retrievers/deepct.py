@@ -1,4 +1,4 @@
-"""DeepCT: BERT token-level term-weight regression, served as impacts from the project's inverted index.
+"""DeepCT: BERT token-level term-weight regression; the predicted weights become BM25 term frequencies.
 
 DeepCT (Dai & Callan, 2020) predicts, for every token of a passage, how important that term is, regressing on the
 *query term recall* target: the fraction of the passage's training queries that contain the term. Choices here
@@ -7,10 +7,14 @@ DeepCT (Dai & Callan, 2020) predicts, for every token of a passage, how importan
 - the target of a (query, passage) pair is 1 for passage tokens the query contains and 0 otherwise; with several
   queries per passage the mean of the pairs' targets is what the squared loss fits (= query term recall);
 - a term occurring several times keeps its largest predicted weight; weights are ReLU'd (``min_weight`` drops noise);
-- the original writes ``round(100 * w)`` as the tf of a BM25 index; the paper's suite (and this one) writes the weights
-  as *impacts* into the inverted index, with the query a bag of its tokens (weight = count) - so scoring is the sum of
-  the predicted weights of the query's terms, and FLOPS is measured on the same index as the other sparse models;
-- the shared trainer drives it (same seeds, pool protocol, checkpoints); validation MRR uses that same score.
+- serving, ``serving: bm25`` (default, the original): each passage becomes a pseudo-document in which term t occurs
+  ``round(tf_scale * w_t)`` times (``tf_scale`` 100), indexed by BM25 (Lucene, ``k1``/``b``; the pseudo-documents are
+  never materialised: Lucene's ``JsonVectorCollection`` takes the frequencies directly), and the query is its plain
+  tokens. Terms are token ids, so both sides share the model's tokenizer;
+- ``serving: impact``, an option and not the original: the weights themselves as impacts in the project's inverted
+  index, the query a bag of its tokens - scoring is the sum of the predicted weights of the query's terms;
+- the shared trainer drives it (same seeds, pool protocol, checkpoints); validation MRR uses the impact score (the BM25
+  statistics of the whole corpus do not exist during training).
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
-from retrievers.base import device_provenance, nested_from_dicts, torch_device
+from retrievers.base import Run, device_provenance, nested_from_dicts, torch_device, write_json_atomic
+from retrievers.bm25 import BM25Config, BM25Retriever
 from retrievers.impact_serving import ImpactRetriever
+from retrievers.sharding import encode_corpus
 from retrievers.tokenization import load_saved_tokenizer
 from retrievers.training import TrainConfig, train, training_pairs
 
@@ -47,6 +53,10 @@ class DeepCTConfig:
     scratch: DeepCTScratch = field(default_factory=DeepCTScratch)
     max_length: int = 128
     min_weight: float = 0.01
+    serving: str = "bm25"  # bm25 (original: tf = round(tf_scale * w) into BM25) | impact (weights as impacts)
+    tf_scale: float = 100.0
+    k1: float = 1.2  # BM25 over the pseudo-documents (the paper's BM25 setting)
+    b: float = 0.75
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, batch_size=32, lr=1e-3))
     block_size: int = 64
     algorithm: str = "bmm"
@@ -155,7 +165,14 @@ class DeepCTRetriever(ImpactRetriever):
     def __init__(self, config: DeepCTConfig | None = None):
         super().__init__(config)
         nested_from_dicts(self.config, DeepCTConfig(), ("scratch", "train"))
+        if self.config.serving not in ("bm25", "impact"):
+            raise ValueError(f"unknown DeepCT serving {self.config.serving!r}: bm25 (the original) or impact")
         self.model: DeepCTModel | None = None
+        self.bm25: BM25Retriever | None = None
+        if self.config.serving == "bm25":
+            self.bm25 = BM25Retriever(BM25Config(k1=self.config.k1, b=self.config.b, threads=self.config.threads,
+                                                 latency_queries=self.config.latency_queries))
+            self.stats = self.bm25.stats  # BM25 fills the cost record; DeepCT adds its training time
 
     def fit(self, train_queries, train_qrels, corpus, work_dir: Path) -> None:
         torch.set_num_threads(self.config.threads)
@@ -183,6 +200,50 @@ class DeepCTRetriever(ImpactRetriever):
                 block[block < self.config.min_weight] = 0.0
             rows.append(sp.csr_matrix(block.astype(np.float32)))
         return sp.vstack(rows, format="csr") if rows else sp.csr_matrix((0, self.model.vocab_size), dtype=np.float32)
+
+    # -- serving through BM25 (the original DeepCT) ------------------------------------------------------------------
+    def term_frequencies(self, weights: sp.csr_matrix) -> list[dict[str, int]]:
+        """Each passage's pseudo-document: token id -> round(tf_scale * weight), zero frequencies dropped."""
+        tf = weights.copy()
+        tf.data = np.rint(tf.data.astype(np.float64) * self.config.tf_scale)
+        tf.eliminate_zeros()
+        return [dict(zip(map(str, tf.indices[tf.indptr[i]:tf.indptr[i + 1]]),
+                         tf.data[tf.indptr[i]:tf.indptr[i + 1]].astype(int).tolist(), strict=True))
+                for i in range(tf.shape[0])]
+
+    def query_terms(self, texts: list[str]) -> list[list[str]]:
+        """A query's own tokens (ids as terms, repeats kept), as the original DeepCT searches with plain queries."""
+        encoded = self.model.tokenizer(texts, add_special_tokens=False, truncation=True,
+                                       max_length=self.config.max_length)["input_ids"]
+        special = set(self.model.special.tolist())
+        return [[str(t) for t in ids if t not in special] for ids in encoded]
+
+    def index(self, corpus, index_dir: Path) -> None:
+        if self.bm25 is None:
+            return super().index(corpus, index_dir)
+        pids = list(corpus)
+        docs = encode_corpus(lambda texts: self.encode(texts, "doc"), [corpus[p] for p in pids], index_dir)
+        if docs is None:  # another torchrun process indexes every process's shard
+            return
+        bm25_dir = Path(index_dir) / "bm25"
+        bm25_dir.mkdir(parents=True, exist_ok=True)
+        self.bm25.index_term_frequencies(pids, self.term_frequencies(docs), bm25_dir)
+        self.stats.extra["tf_scale"] = self.config.tf_scale
+        write_json_atomic(Path(index_dir) / "provenance.json", self._provenance)
+
+    def load(self, index_dir: Path) -> None:
+        if self.bm25 is None:
+            return super().load(index_dir)
+        index_dir = Path(index_dir)
+        self.load_model(index_dir / "model")
+        self.bm25.load(index_dir / "bm25")
+        self._provenance = json.loads((index_dir / "provenance.json").read_text())
+
+    def search(self, queries, k: int = 1000) -> Run:
+        if self.bm25 is None:
+            return super().search(queries, k)
+        qids = list(queries)
+        return self.bm25.search_tokens(qids, self.query_terms([queries[q] for q in qids]), k)
 
     def explain(self, text: str, side: str, n: int = 20) -> list[tuple[str, float, bool]]:
         with torch.no_grad():

@@ -11,6 +11,7 @@ are saved beside the index (``expansions.jsonl``) so they can be read and reused
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from retrievers.base import Retriever, Run, nested_from_dicts, write_json_atomic
+from retrievers.base import Retriever, Run, device_provenance, nested_from_dicts, torch_device, write_json_atomic
 from retrievers.bm25 import BM25Config, BM25Retriever
 from retrievers.tokenization import load_saved_tokenizer
 from retrievers.training import TrainConfig, train, training_pairs
@@ -48,6 +49,20 @@ class Doc2QueryConfig:
                                                                     validation_pairs=0))
     bm25: BM25Config = field(default_factory=BM25Config)
     threads: int = 2
+    device: str = "auto"  # training and generation: auto (a CUDA GPU when present) | cpu | cuda[:n]
+
+
+_CJK = r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]"
+_SPACE_BETWEEN_CJK = re.compile(rf"(?<={_CJK}) (?={_CJK})")
+
+
+def join_decoded(text: str) -> str:
+    """Undo WordPiece decoding's spaces between CJK characters, keeping every other token boundary.
+
+    ``"华 为 iphone 14 手 机"`` -> ``"华为 iphone 14 手机"``: removing every space would glue ``iphone14`` into a token
+    the passage never had.
+    """
+    return _SPACE_BETWEEN_CJK.sub("", text.strip())
 
 
 class QueryGenerator(torch.nn.Module):
@@ -87,12 +102,12 @@ class QueryGenerator(torch.nn.Module):
 
     def _inputs(self, passages: Sequence[str]):
         return self.tokenizer(list(passages), padding=True, truncation=True, max_length=self.config.max_length,
-                              return_tensors="pt")
+                              return_tensors="pt").to(self.model.device)
 
     def training_loss(self, queries, passages, step, total_steps):
         inputs = self._inputs(passages[:len(queries)])  # generation: hard negatives play no part
         labels = self.tokenizer(list(queries), padding=True, truncation=True, max_length=self.config.max_query_length,
-                                return_tensors="pt")["input_ids"]
+                                return_tensors="pt")["input_ids"].to(self.model.device)
         labels[labels == self.tokenizer.pad_token_id] = -100
         loss = self.model(**inputs, labels=labels).loss
         return loss, {"nll": float(loss.detach())}
@@ -112,7 +127,7 @@ class QueryGenerator(torch.nn.Module):
                                             num_return_sequences=n, max_new_tokens=self.config.max_query_length)
             texts = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
             out.extend(texts[i * n:(i + 1) * n] for i in range(len(batch)))
-        return [[t.replace(" ", "") for t in row] for row in out]  # WordPiece decoding spaces out CJK characters
+        return [[join_decoded(t) for t in row] for row in out]
 
     def save(self, path: Path) -> None:
         path = Path(path)
@@ -142,6 +157,9 @@ class Doc2QueryRetriever(Retriever):
         torch.set_num_threads(self.config.threads)
         pairs = training_pairs(dict(train_queries), dict(train_qrels), dict(corpus))
         self.generator = QueryGenerator(self.config, texts=list(corpus.values()) + [q for q, _ in pairs])
+        device = torch_device(self.config.device)
+        self.generator.to(device)
+        self._provenance["compute"] = device_provenance(device)
         summary = train(self.generator, pairs, self.config.train, Path(work_dir) / "checkpoints")
         self.generator.save(Path(work_dir) / "model")
         self._provenance.update({"model": self.generator.provenance, "training": summary})

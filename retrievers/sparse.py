@@ -111,7 +111,9 @@ class SparseEncoder(torch.nn.Module):
         specials = {self.tokenizer.pad_token_id, self.tokenizer.cls_token_id, self.tokenizer.sep_token_id,
                     self.tokenizer.eos_token_id, self.tokenizer.bos_token_id}
         self.special_ids = tuple(sorted(i for i in specials if i is not None))
-        self.windows = (config.lfw_query, config.lfw_doc)
+        # the dynamic LFW's windows shrink during training and are saved with the model: a reopened model serves with
+        # the windows it ended training with, not the initial ones
+        self.windows = getattr(self, "_saved_windows", None) or (config.lfw_query, config.lfw_doc)
         self.train_progress = 0
 
     # -- construction --------------------------------------------------------------------------------------------
@@ -169,6 +171,7 @@ class SparseEncoder(torch.nn.Module):
         self.backbone = self._auto_class().from_pretrained(str(path / "backbone"), local_files_only=True)
         self.tokenizer = load_saved_tokenizer(str(path / "backbone"))
         self.provenance = json.loads((path / "provenance.json").read_text())
+        self._saved_windows = self._read_windows(path)
         if (path / "lrn_fc.pt").exists():
             hidden, vocab = self.backbone.config.hidden_size, self.backbone.config.vocab_size
             self.fc = torch.nn.Linear(hidden, vocab)
@@ -212,20 +215,28 @@ class SparseEncoder(torch.nn.Module):
 
     def represent(self, texts: Sequence[str], side: str, for_training: bool = False
                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(windowed weights W, basic weights w)."""
+        weights, basic, _ = self._represent(texts, side, for_training)
+        return weights, basic
+
+    def _represent(self, texts: Sequence[str], side: str, for_training: bool
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(windowed W, basic w, each row's number of active terms *before* the window)."""
         weights, basic, indicator = self.forward_side(texts, side)
         weights = self._term_filter(weights, indicator, self.config.train_terms if for_training
                                     else self.config.match_terms)
+        active = (weights > 0).sum(dim=1)
         window = self.windows[0] if side == "query" else self.windows[1]
         if for_training or self.config.lfw_at_inference:
             weights = ops.conditional_topk(weights, window)
-        return weights, basic
+        return weights, basic, active
 
     # -- trainer protocol ------------------------------------------------------------------------------------------
     def training_loss(self, queries, passages, step, total_steps):
-        q, wq = self.represent(queries, "query", for_training=True)
-        d, wd = self.represent(passages, "doc", for_training=True)
+        q, wq, q_active = self._represent(queries, "query", for_training=True)
+        d, wd, d_active = self._represent(passages, "doc", for_training=True)
         if self.config.lfw_dynamic:
-            self._update_dynamic_windows(q, d)
+            self._update_dynamic_windows(q_active, d_active)
         nq, nd = ops.normalise(q, d, self.config.normalisation)
         rank = info_nce(nq, nd)
         warm = self.config.flops_warmup_epochs / max(self.config.train.epochs, 1e-9)
@@ -235,12 +246,13 @@ class SparseEncoder(torch.nn.Module):
                             "q_active": float((q > 0).sum(1).float().mean()),
                             "d_active": float((d > 0).sum(1).float().mean())}
 
-    def _update_dynamic_windows(self, q: torch.Tensor, d: torch.Tensor) -> None:
+    def _update_dynamic_windows(self, q_active: torch.Tensor, d_active: torch.Tensor) -> None:
+        """Dynamic LFW on the batch's active-term counts taken before windowing (see ``ops.dynamic_window``)."""
         cfg = self.config
         wq = self.windows[0] if self.windows[0] in cfg.lfw_dynamic_query else cfg.lfw_dynamic_query[0]
         wd = self.windows[1] if self.windows[1] in cfg.lfw_dynamic_doc else cfg.lfw_dynamic_doc[0]
-        self.windows = (ops.dynamic_window((q > 0).sum(1), tuple(cfg.lfw_dynamic_query), wq),
-                        ops.dynamic_window((d > 0).sum(1), tuple(cfg.lfw_dynamic_doc), wd))
+        self.windows = (ops.dynamic_window(q_active, tuple(cfg.lfw_dynamic_query), wq),
+                        ops.dynamic_window(d_active, tuple(cfg.lfw_dynamic_doc), wd))
 
     def score_pairs(self, queries, passages):
         q, _ = self.represent(queries, "query")
@@ -263,8 +275,12 @@ class SparseEncoder(torch.nn.Module):
         self.backbone.load_state_dict(loaded.state_dict())
         if self.fc is not None:
             self.fc.load_state_dict(torch.load(path / "lrn_fc.pt", weights_only=True, map_location="cpu"))
-        if (path / "windows.json").exists():
-            self.windows = tuple(json.loads((path / "windows.json").read_text()))
+        self.windows = self._read_windows(path) or self.windows
+
+    @staticmethod
+    def _read_windows(path: Path) -> tuple[int | None, int | None] | None:
+        file = Path(path) / "windows.json"
+        return tuple(json.loads(file.read_text())) if file.exists() else None
 
     @torch.no_grad()
     def encode_sparse(self, texts: Sequence[str], side: str, batch_size: int) -> sp.csr_matrix:

@@ -83,9 +83,10 @@ def conditional_topk(weights: torch.Tensor, k: int | None) -> torch.Tensor:
 
 
 def dynamic_window(active_counts: torch.Tensor, windows: tuple[int, ...], current: int, threshold: float = 0.9) -> int:
-    """Dynamic LFW: move to the next smaller window once more than ``threshold`` of the rows fit under it."""
+    """Dynamic LFW, as the paper states it: once more than ``threshold`` of the rows are under the *current* window
+    (their active terms, counted before windowing, already fit it), move to the next smaller window."""
     idx = windows.index(current)
-    if idx + 1 < len(windows) and float((active_counts <= windows[idx + 1]).float().mean()) > threshold:
+    if idx + 1 < len(windows) and float((active_counts <= current).float().mean()) > threshold:
         return windows[idx + 1]
     return current
 

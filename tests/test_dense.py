@@ -44,12 +44,15 @@ def test_faiss_flat_is_exact_and_approximate_indexes_recall():
     exact = np.argsort(-(queries @ docs.T), axis=1)[:, :10]
     _, flat = build_faiss(docs, DenseConfig(index_type="flat")).search(queries, 10)
     np.testing.assert_array_equal(flat, exact)
+    def recall(found):
+        return np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact, strict=True)])
+
     _, hnsw = build_faiss(docs, DenseConfig(index_type="hnsw")).search(queries, 10)
-    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(hnsw, exact, strict=True)])
-    assert recall > 0.9
+    assert recall(hnsw) >= 0.99  # ef_search 128 on 3,000 vectors: measured 1.0
+    _, narrow = build_faiss(docs, DenseConfig(index_type="ivfpq", pq_m=8, ivf_nprobe=1)).search(queries, 10)
     _, ivfpq = build_faiss(docs, DenseConfig(index_type="ivfpq", pq_m=8)).search(queries, 10)
-    recall_pq = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ivfpq, exact, strict=True)])
-    assert 0.05 < recall_pq < 1.0  # compressed: lossy, but far better than chance (10/3000)
+    # compressed and probed: lossy (measured 0.374 at nprobe 8), far above chance (10/3000), and nprobe matters
+    assert 0.25 < recall(ivfpq) < 0.6 and recall(narrow) < recall(ivfpq)
 
 
 def test_fit_index_search_and_reload(demo, tmp_path):

@@ -106,3 +106,21 @@ def test_plot_labels_never_overlap_and_paper_rows_are_labelled_first():
     boxes = [t.get_window_extent(fig.canvas.get_renderer()) for t in texts]
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
     plt.close(fig)
+
+
+def test_validation_ranks_each_positive_against_corpus_distractors(demo):
+    """Ranked among only their own ~100 positives the held-out queries saturate; the corpus sample makes it a test."""
+    import torch
+
+    from retrievers.training import _mrr, validation_distractors
+
+    class CharacterOverlap:
+        def score_pairs(self, queries, passages):
+            return torch.tensor([[float(len(set(q) & set(p))) for p in passages] for q in queries])
+
+    pairs = [(demo.train_queries[q], demo.corpus[next(iter(r))]) for q, r in list(demo.train_qrels.items())[:100]]
+    distractors = validation_distractors(pairs, list(demo.corpus.values()), total=2000, seed=0)
+    assert len(distractors) + len({p for _, p in pairs}) == 2000 and not set(distractors) & {p for _, p in pairs}
+    assert validation_distractors(pairs, list(demo.corpus.values()), 2000, 0) == distractors  # seeded
+    alone, among = _mrr(CharacterOverlap(), pairs), _mrr(CharacterOverlap(), pairs, distractors, chunk=300)
+    assert among < alone - 0.1

@@ -65,8 +65,10 @@ def test_conditional_topk_only_cuts_rows_over_the_window():
 def test_dynamic_window_shrinks_when_90_percent_fit():
     windows = (256, 128, 64)
     assert ops.dynamic_window(torch.tensor([100] * 95 + [200] * 5), windows, 256) == 128
-    assert ops.dynamic_window(torch.tensor([100] * 85 + [200] * 15), windows, 256) == 256
+    assert ops.dynamic_window(torch.tensor([100] * 85 + [300] * 15), windows, 256) == 256  # 85% under: stays
     assert ops.dynamic_window(torch.tensor([10] * 100), windows, 64) == 64  # smallest window: stays
+    # the paper tests the *current* window: 95% of rows under 256 (none under 128) shrink 256 -> 128
+    assert ops.dynamic_window(torch.tensor([200] * 95 + [300] * 5), windows, 256) == 128
 
 
 def test_normalisation_variants():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmark.cli import main
 from benchmark.results import find_results, load_result
 from retrievers.training import _with_negatives, mine_bm25_negatives
@@ -29,13 +31,44 @@ def test_bm25_negatives_exclude_positives_and_come_from_the_corpus(demo):
     assert passages[:4] == [p for _, p in batch] and len(set(passages)) == len(passages) > 4
 
 
-def test_deepct_learns_term_weights_served_from_the_index(tmp_path):
+def test_deepct_learns_term_weights_served_as_bm25_term_frequencies(tmp_path):
+    """The original DeepCT: round(100 * w) becomes a term's frequency in a BM25 index; the impact variant is an option."""
     assert main(["run", "deepct", "--dataset", "demo", "--output", str(tmp_path), *TINY_BERT]) == 0
     payload = load_result(find_results(tmp_path, "demo", "deepct")[0])
+    assert payload["retriever"]["config"]["serving"] == "bm25" and payload["cost"]["extra"]["tf_scale"] == 100.0
     assert payload["metrics"]["MRR@10"] > 0.2
     assert payload["cost"]["flops"] > 0 and payload["provenance"]["model"]["kind"] == "scratch"
     history = payload["provenance"]["training"]["history"]
     assert history[0]["mse"] < 0.5 and 0 < history[0]["target_mean"] < 1
+    assert main(["run", "deepct", "--dataset", "demo", "--output", str(tmp_path), *TINY_BERT,
+                 "--set", "serving=impact"]) == 0
+    impact = load_result(find_results(tmp_path, "demo", "deepct")[-1])
+    assert impact["retriever"]["config"]["serving"] == "impact" and impact["index"]["reused"] is False
+    assert impact["metrics"] != payload["metrics"]
+
+
+def test_deepct_term_frequencies_score_as_bm25_over_the_materialised_pseudo_documents(tmp_path):
+    """Lucene over {term: tf} equals bm25s over texts repeating each term tf times (short documents: Lucene's
+    one-byte length norm is exact below 24 tokens)."""
+    import bm25s
+    import numpy as np
+    import scipy.sparse as sp
+
+    from retrievers.deepct import DeepCTConfig, DeepCTRetriever
+
+    retriever = DeepCTRetriever(DeepCTConfig(tf_scale=10.0, latency_queries=2))
+    weights = sp.csr_matrix(np.array([[0.31, 0.0, 0.54, 0.0], [0.0, 0.12, 0.26, 0.04], [0.77, 0.5, 0.0, 0.1]]))
+    vectors = retriever.term_frequencies(weights)
+    assert vectors == [{"0": 3, "2": 5}, {"1": 1, "2": 3}, {"0": 8, "1": 5, "3": 1}]  # round(10 * w), zeros dropped
+    retriever.bm25.index_term_frequencies(["a", "b", "c"], vectors, tmp_path)
+    queries = [["0", "2"], ["1"], ["3", "2", "2"]]
+    run = retriever.bm25.search_tokens(["q0", "q1", "q2"], queries, k=3)
+    reference = bm25s.BM25(k1=1.2, b=0.75, method="lucene")
+    reference.index([[t for t, tf in v.items() for _ in range(tf)] for v in vectors], show_progress=False)
+    for qid, terms in zip(["q0", "q1", "q2"], queries, strict=True):
+        expected = reference.get_scores(terms)
+        for pid, score in run[qid]:
+            assert score == pytest.approx(expected["abc".index(pid)], abs=2e-4)
 
 
 def test_doc2query_appends_sampled_queries_then_bm25(tmp_path, isolated_cache):
@@ -50,3 +83,15 @@ def test_doc2query_appends_sampled_queries_then_bm25(tmp_path, isolated_cache):
     rows = [json.loads(line) for line in expansions.read_text(encoding="utf-8").splitlines()]
     assert len(rows) == 2000 and all(len(r["queries"]) == 2 for r in rows)
     assert sum(bool(q) for r in rows for q in r["queries"]) > 1000  # mostly non-empty generations
+
+
+def test_doc2query_decoding_keeps_latin_and_digit_token_boundaries(demo):
+    from retrievers.doc2query import join_decoded
+    from retrievers.tokenization import load_tokenizer
+
+    assert join_decoded("华 为 iphone 14 手 机") == "华为 iphone 14 手机"  # "iphone14" was a token no passage had
+    assert join_decoded(" 小 米 ， 5g 手 机 ") == "小米， 5g 手机"  # a space beside Latin or digits stays
+    tok = load_tokenizer("bert-base-chinese", list(demo.corpus.values()))
+    text = "华为 iphone 14 手机 8gb+128gb"
+    decoded = join_decoded(tok.hf.decode(tok.hf(text, add_special_tokens=False)["input_ids"]))
+    assert tok.tokenize(decoded) == tok.tokenize(text)  # BM25 sees the generated query's tokens unchanged
