@@ -21,7 +21,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from retrievers.base import Retriever, Run, Timer, directory_size, latency_summary, write_json_atomic
-from retrievers.tokenization import Tokenizer, load_tokenizer
+from retrievers.tokenization import Tokenizer, load_saved_tokenizer, load_tokenizer
 
 
 @dataclass
@@ -83,8 +83,9 @@ class BM25Retriever(Retriever):
             else:
                 self._index_bm25s(pids, tokens, index_dir)
         self._write_meta(index_dir)
-        if tokenizer.provenance["kind"] == "stand-in":
-            tokenizer.hf.save_pretrained(str(index_dir / "tokenizer"))
+        # the tokenizer that cut the corpus is kept beside the index: queries are cut by the same one on reopening,
+        # whatever a later resolution (a new HF cache entry, another package version) would return
+        tokenizer.hf.save_pretrained(str(index_dir / "tokenizer"))
         self.stats.index_time_s = timer.seconds
         self.stats.index_size_bytes = directory_size(index_dir / self.config.backend)
         self.stats.doc_terms_mean = sum(len(t) for t in tokens) / max(len(tokens), 1)
@@ -163,12 +164,9 @@ class BM25Retriever(Retriever):
         self._provenance = meta["provenance"]
         if "tokenizer" not in self._provenance:
             self.tokenizer = None  # term-frequency documents: the caller tokenizes queries (search_tokens)
-        elif self._provenance["tokenizer"]["kind"] == "stand-in":
-            from transformers import PreTrainedTokenizerFast
-
-            hf = PreTrainedTokenizerFast.from_pretrained(str(index_dir / "tokenizer"))
-            self.tokenizer = Tokenizer(hf, self._provenance["tokenizer"])
-        else:
+        elif (index_dir / "tokenizer").exists():
+            self.tokenizer = Tokenizer(load_saved_tokenizer(index_dir / "tokenizer"), self._provenance["tokenizer"])
+        else:  # an index written before the tokenizer was always saved beside it
             self.tokenizer = load_tokenizer(self.config.tokenizer, path=self.config.tokenizer_path)
         if self.config.backend == "lucene":
             self._open_lucene(index_dir / "lucene")

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from retrievers import sparse_ops as ops
 from retrievers.base import device_provenance, nested_from_dicts, torch_device
 from retrievers.impact_serving import ImpactRetriever
-from retrievers.tokenization import load_saved_tokenizer
+from retrievers.tokenization import VocabularySubset, load_saved_tokenizer, readable_token
 from retrievers.training import TrainConfig, info_nce, quadratic_warmup, train, training_pairs
 
 DEFAULT_IDS = {"bert": "bert-base-chinese", "qwen2": "Qwen/Qwen2.5-3B"}
@@ -51,6 +51,9 @@ class SparseScratch:
     # epoch every ReLU dies (loss stuck at ln(batch)). A negative bias starts the model sparse, as a pretrained MLM
     # head is (most of its logits are negative). 0.0 keeps the plain initialisation.
     output_bias: float = 0.0
+    # "seen": the real tokenizer with its ids renumbered onto the tokens of the training texts (a scratch model learns
+    # nothing about the others; see tokenization.VocabularySubset); "full": every token of the real vocabulary
+    vocabulary: str = "seen"
 
 
 @dataclass
@@ -109,7 +112,7 @@ class SparseEncoder(torch.nn.Module):
         if not hasattr(self, "fc"):
             self.fc = torch.nn.Linear(hidden, vocab) if config.lrn != "none" else None
         specials = {self.tokenizer.pad_token_id, self.tokenizer.cls_token_id, self.tokenizer.sep_token_id,
-                    self.tokenizer.eos_token_id, self.tokenizer.bos_token_id}
+                    self.tokenizer.eos_token_id, self.tokenizer.bos_token_id, getattr(self.tokenizer, "unseen_id", None)}
         self.special_ids = tuple(sorted(i for i in specials if i is not None))
         # the dynamic LFW's windows shrink during training and are saved with the model: a reopened model serves with
         # the windows it ended training with, not the initial ones
@@ -143,27 +146,32 @@ class SparseEncoder(torch.nn.Module):
         from retrievers.tokenization import load_tokenizer
 
         tok = load_tokenizer(self.model_id, texts)
-        self.tokenizer = tok.hf
         preset = self.config.scratch
+        if preset.vocabulary not in ("seen", "full"):
+            raise ValueError(f"scratch.vocabulary must be 'seen' or 'full', not {preset.vocabulary!r}")
+        self.tokenizer = VocabularySubset.from_texts(tok.hf, texts) if preset.vocabulary == "seen" else tok.hf
         length = 2 * self.config.max_length + 8
         torch.manual_seed(self.config.train.seed)
         if self.config.backbone == "bert":
-            cfg = BertConfig(vocab_size=len(tok.hf), hidden_size=preset.hidden_size, num_hidden_layers=preset.layers,
+            cfg = BertConfig(vocab_size=len(self.tokenizer), pad_token_id=self.tokenizer.pad_token_id,
+                             hidden_size=preset.hidden_size, num_hidden_layers=preset.layers,
                              num_attention_heads=preset.heads, intermediate_size=preset.intermediate_size,
                              max_position_embeddings=max(128, length))
             self.backbone = BertForMaskedLM(cfg)
             with torch.no_grad():
                 self.backbone.get_output_embeddings().bias.fill_(preset.output_bias)
         else:
-            cfg = Qwen2Config(vocab_size=len(tok.hf), hidden_size=preset.hidden_size, num_hidden_layers=preset.layers,
+            cfg = Qwen2Config(vocab_size=len(self.tokenizer), hidden_size=preset.hidden_size, num_hidden_layers=preset.layers,
                               num_attention_heads=preset.heads, num_key_value_heads=preset.kv_heads,
                               intermediate_size=preset.intermediate_size, max_position_embeddings=max(128, length),
-                              tie_word_embeddings=True, pad_token_id=tok.hf.pad_token_id)
+                              tie_word_embeddings=True, pad_token_id=self.tokenizer.pad_token_id)
             if preset.output_bias:
                 raise ValueError("scratch.output_bias applies to the bert backbone (a Qwen2 LM head has no bias)")
             self.backbone = Qwen2ForCausalLM(cfg)
+        vocabulary = (self.tokenizer.describe() if isinstance(self.tokenizer, VocabularySubset)
+                      else {"vocabulary": "full", "size": len(self.tokenizer)})
         self.provenance = {"model_id": self.model_id, "kind": "scratch", "architecture": self.config.backbone,
-                           "preset": asdict(preset), "tokenizer": tok.provenance,
+                           "preset": asdict(preset), "tokenizer": tok.provenance, "output_vocabulary": vocabulary,
                            "note": f"{self.model_id} weights absent: small {self.config.backbone} trained from scratch"}
 
     def _load_dir(self, path: Path) -> None:
@@ -193,17 +201,31 @@ class SparseEncoder(torch.nn.Module):
         model_mask: torch.Tensor = attention
         if self.config.bidirectional:
             model_mask = ops.bidirectional_mask(attention)
-        out = self.backbone(input_ids=run_ids, attention_mask=model_mask, output_hidden_states=True)
-        logits = ops.log_saturation(out.logits)
-        w = ops.max_pool(logits, pool_mask) if self.config.pooling == "max" else ops.last_token_pool(logits, pool_mask)
-        indicator = ops.literal_indicator(ids, mask, self.vocab_size, self.special_ids)
+        hidden = self.backbone.base_model(input_ids=run_ids, attention_mask=model_mask).last_hidden_state
+        if self.config.pooling == "last":
+            # log(1+ReLU) and the vocabulary head act position by position, so pooling the last position first gives
+            # the same w while computing vocabulary logits for one position instead of all (for a 151k-term head:
+            # batch x 151k instead of batch x length x 151k)
+            h_pooled = ops.last_token_pool(hidden, pool_mask)
+            w = ops.log_saturation(self.vocabulary_logits(h_pooled))
+        else:
+            h_pooled = ops.max_pool(ops.log_saturation(hidden), pool_mask)
+            w = ops.max_pool(ops.log_saturation(self.vocabulary_logits(hidden)), pool_mask)
+        indicator = ops.literal_indicator(ids, mask, self.vocab_size, self.special_ids).to(w.dtype)
         if self._lrn_on(side):
-            h = ops.log_saturation(out.hidden_states[-1])
-            h_last = ops.last_token_pool(h, pool_mask) if self.config.pooling == "last" else ops.max_pool(h, pool_mask)
-            weights = ops.literal_residual(w, self.fc(h_last), indicator, self.config.lrn)
+            h_lrn = ops.log_saturation(h_pooled) if self.config.pooling == "last" else h_pooled
+            weights = ops.literal_residual(w, self.fc(h_lrn.to(self.fc.weight.dtype)).to(w.dtype), indicator,
+                                           self.config.lrn)
         else:
             weights = w
         return weights, w, indicator
+
+    def vocabulary_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The backbone's own vocabulary head on hidden states: a causal LM's ``lm_head``, BERT's MLM ``cls`` head."""
+        head = getattr(self.backbone, "cls", None) or getattr(self.backbone, "lm_head", None)
+        if head is None:
+            raise ValueError(f"{type(self.backbone).__name__} has no vocabulary head (lm_head / cls)")
+        return head(hidden)
 
     @staticmethod
     def _term_filter(weights: torch.Tensor, indicator: torch.Tensor, which: str) -> torch.Tensor:
@@ -302,7 +324,8 @@ class SparseEncoder(torch.nn.Module):
             weights = ops.conditional_topk(weights, self.windows[0] if side == "query" else self.windows[1])
         values, ids = torch.topk(weights[0], min(n, int((weights[0] > 0).sum())))
         tokens = self.tokenizer.convert_ids_to_tokens(ids.tolist())
-        readable = [self.tokenizer.convert_tokens_to_string([t]).strip() or t for t in tokens]
+        hf = getattr(self.tokenizer, "hf", self.tokenizer)
+        readable = [readable_token(hf, t) for t in tokens]
         return [(r, float(v), bool(indicator[0, i] > 0)) for r, v, i in zip(readable, values, ids, strict=True)]
 
 

@@ -8,6 +8,10 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+# hermetic: never probe the Hugging Face Hub from a test (pretrained files come from local paths and packages)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory):
     """Every test session gets its own cache (generated demo data, stand-in tokenizers, indexes)."""

@@ -41,6 +41,7 @@ def test_download_failure_names_data_dir(tmp_path, monkeypatch):
         raise data.urllib.error.URLError("no network")
 
     monkeypatch.setattr(data.urllib.request, "urlopen", refuse)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # the test session is offline by default
     with pytest.raises(DataError, match="--data-dir") as err:
         load_dataset("multicpr-video", data_dir=tmp_path)
     assert "could not be downloaded" in str(err.value)
