@@ -31,10 +31,12 @@ from tqdm.auto import tqdm
 
 from retrievers.base import Run, device_provenance, nested_from_dicts, torch_device, write_json_atomic
 from retrievers.bm25 import BM25Config, BM25Retriever
+from retrievers.hub import weights_digest
 from retrievers.impact_serving import ImpactRetriever
+from retrievers.model_loading import precision_plan, pretrained_or_scratch, training_preset
 from retrievers.sharding import encode_corpus
 from retrievers.tokenization import load_saved_tokenizer
-from retrievers.training import TrainConfig, train, training_pairs
+from retrievers.training import TrainConfig, paper_training, train, training_pairs
 
 
 @dataclass
@@ -58,6 +60,8 @@ class DeepCTConfig:
     k1: float = 1.2  # BM25 over the pseudo-documents (the paper's BM25 setting)
     b: float = 0.75
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, batch_size=32, lr=1e-3))
+    train_pretrained: TrainConfig = field(default_factory=paper_training)
+    precision: str = "auto"  # auto (bf16 autocast on a GPU, fp32 on the CPU) | fp32 | bf16-autocast | bf16
     block_size: int = 64
     algorithm: str = "bmm"
     threads: int = 2
@@ -74,20 +78,24 @@ class DeepCTModel(torch.nn.Module):
         from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
 
         self.config = config
+        self.device_ = torch_device(config.device)
+        self.plan = precision_plan(config.precision, self.device_)
+        dtype = self.plan.load_dtype
         if model_dir is not None:
             self.encoder = AutoModel.from_pretrained(str(model_dir / "encoder"), local_files_only=True,
-                                                         add_pooling_layer=False)
+                                                     add_pooling_layer=False, dtype=dtype)
             self.tokenizer = load_saved_tokenizer(str(model_dir / "encoder"))
             self.provenance = json.loads((model_dir / "provenance.json").read_text())
         else:
-            source = config.model_path or config.model_id
-            try:
-                self.encoder = AutoModel.from_pretrained(source, local_files_only=True, add_pooling_layer=False)
-                self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-                self.provenance = {"model_id": config.model_id, "kind": "pretrained", "source": source}
-            except (OSError, ValueError) as err:
-                if config.model_path or not config.allow_scratch:
-                    raise FileNotFoundError(f"weights for {config.model_id!r} not found at {source}: {err}") from err
+            resolved = pretrained_or_scratch(config.model_id, config.model_path, config.allow_scratch)
+            if resolved is not None:
+                self.encoder = AutoModel.from_pretrained(resolved.source, local_files_only=resolved.local_only,
+                                                         add_pooling_layer=False, dtype=dtype)
+                self.tokenizer = AutoTokenizer.from_pretrained(resolved.source, local_files_only=resolved.local_only)
+                self.provenance = dict(resolved.provenance)
+                if "path" in self.provenance:
+                    self.provenance["weights_sha256"] = weights_digest(self.provenance["path"])
+            else:
                 from retrievers.tokenization import load_tokenizer
 
                 tok = load_tokenizer(config.model_id, list(texts or []))
@@ -97,11 +105,12 @@ class DeepCTModel(torch.nn.Module):
                 self.encoder = BertModel(BertConfig(
                     vocab_size=len(tok.hf), hidden_size=p.hidden_size, num_hidden_layers=p.layers,
                     num_attention_heads=p.heads, intermediate_size=p.intermediate_size,
-                    max_position_embeddings=max(128, config.max_length)), add_pooling_layer=False)
+                    pad_token_id=tok.hf.pad_token_id, max_position_embeddings=max(128, config.max_length)),
+                    add_pooling_layer=False).to(dtype)
                 self.provenance = {"model_id": config.model_id, "kind": "scratch", "preset": asdict(p),
                                    "tokenizer": tok.provenance,
                                    "note": f"{config.model_id} weights absent: small BERT trained from scratch"}
-        self.head = torch.nn.Linear(self.encoder.config.hidden_size, 1)
+        self.head = torch.nn.Linear(self.encoder.config.hidden_size, 1, dtype=dtype)
         if model_dir is not None:
             self.head.load_state_dict(torch.load(model_dir / "head.pt", weights_only=True, map_location="cpu"))
         self.vocab_size = self.encoder.config.vocab_size
@@ -112,10 +121,12 @@ class DeepCTModel(torch.nn.Module):
         """(ids, mask of real non-special tokens, predicted weight per token)."""
         tok = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.config.max_length,
                              return_tensors="pt").to(self.head.weight.device)
-        hidden = self.encoder(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"]).last_hidden_state
+        with self.plan.autocast(self.head.weight.device):
+            hidden = self.encoder(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"]).last_hidden_state
+            prediction = self.head(hidden).squeeze(-1).float()
         ids = tok["input_ids"]
         mask = tok["attention_mask"].bool() & ~torch.isin(ids, self.special.to(ids.device))
-        return ids, mask, self.head(hidden).squeeze(-1)
+        return ids, mask, prediction
 
     def doc_vectors(self, texts: Sequence[str]) -> torch.Tensor:
         """(batch, vocab) term weights: max over a term's occurrences of ReLU(prediction)."""
@@ -154,7 +165,8 @@ class DeepCTModel(torch.nn.Module):
         from transformers import AutoModel
 
         self.encoder.load_state_dict(AutoModel.from_pretrained(str(Path(path) / "encoder"), add_pooling_layer=False,
-                                                               local_files_only=True).state_dict())
+                                                               local_files_only=True,
+                                                               dtype=self.plan.load_dtype).state_dict())
         self.head.load_state_dict(torch.load(Path(path) / "head.pt", weights_only=True, map_location="cpu"))
 
 
@@ -164,7 +176,7 @@ class DeepCTRetriever(ImpactRetriever):
 
     def __init__(self, config: DeepCTConfig | None = None):
         super().__init__(config)
-        nested_from_dicts(self.config, DeepCTConfig(), ("scratch", "train"))
+        nested_from_dicts(self.config, DeepCTConfig(), ("scratch", "train", "train_pretrained"))
         if self.config.serving not in ("bm25", "impact"):
             raise ValueError(f"unknown DeepCT serving {self.config.serving!r}: bm25 (the original) or impact")
         self.model: DeepCTModel | None = None
@@ -180,11 +192,12 @@ class DeepCTRetriever(ImpactRetriever):
         self.model = DeepCTModel(self.config, texts=list(corpus.values()) + [q for q, _ in pairs])
         device = torch_device(self.config.device)
         self.model.to(device)
-        self._provenance["compute"] = device_provenance(device)
-        summary = train(self.model, pairs, self.config.train, Path(work_dir) / "checkpoints",
+        self._provenance["compute"] = {**device_provenance(device), **self.model.plan.describe()}
+        train_config, preset = training_preset(self.config, self.model.provenance["kind"])
+        summary = train(self.model, pairs, train_config, Path(work_dir) / "checkpoints",
                         corpus_passages=list(corpus.values()))
         self.model.save(Path(work_dir) / "model")
-        self._provenance.update({"model": self.model.provenance, "training": summary})
+        self._provenance.update({"model": self.model.provenance, "training": {"preset": preset, **summary}})
 
     def load_model(self, model_dir: Path) -> None:
         self.model = DeepCTModel(self.config, model_dir=model_dir).to(torch_device(self.config.device))
@@ -195,7 +208,7 @@ class DeepCTRetriever(ImpactRetriever):
         rows, step = [], self.config.encode_batch_size
         fn = self.model.doc_vectors if side == "doc" else self.model.query_vectors
         for start in tqdm(range(0, len(texts), step), desc=f"DeepCT {side}s", leave=False, disable=None):
-            block = fn(texts[start:start + step]).cpu().numpy()
+            block = fn(texts[start:start + step]).float().cpu().numpy()
             if side == "doc":
                 block[block < self.config.min_weight] = 0.0
             rows.append(sp.csr_matrix(block.astype(np.float32)))

@@ -1,13 +1,16 @@
-"""Dense bi-encoders (DPR, BGE) built from sentence-transformers modules and losses, searched through Faiss.
+"""Dense bi-encoders (DPR, BGE, e5) built from sentence-transformers modules and losses, searched through Faiss.
 
 - DPR: BERT (``bert-base-chinese``), CLS pooling, dot product, InfoNCE over in-batch negatives (scale 1).
 - BGE: ``BAAI/bge-base-zh-v1.5`` / ``-large``: CLS pooling, L2-normalised, cosine with temperature 0.02 (scale 50,
   as BGE fine-tunes), and BGE-zh's query instruction "为这个句子生成表示以用于检索相关文章：" prepended to queries.
+- e5: ``intfloat/multilingual-e5-small``: mean pooling, L2-normalised, "query: " / "passage: " prefixes, temperature
+  0.01; zero-shot (``fine_tune: false``) or fine-tuned on the training pairs.
 
-Weights load from a local path or the local Hugging Face cache when present (``kind: pretrained``). When they are
-absent, the ``scratch`` preset builds the same architecture family (BERT) at a small size, with the stand-in
-WordPiece tokenizer trained on the data, and trains it here (``kind: scratch``). Either way the model is then trained
-by the shared contrastive trainer on the same pairs as every other trained retriever.
+Weights, precision and the training preset follow ``retrievers.model_loading``: the real weights (``model_path``, the
+HF cache, the Hub, or a packaged port such as e5's) are fine-tuned with ``train_pretrained`` (the paper's settings);
+without them, where allowed, the ``scratch`` preset builds the same architecture family (BERT) at a small size with
+the real tokenizer and trains it with ``train``. Either way the shared contrastive trainer sees the same pairs as every
+other trained retriever.
 
 Faiss indexes: ``flat`` (exact inner product, the reference), ``hnsw`` and ``ivfpq`` (approximate); for the
 approximate ones the recall of the exact top-k is measured against a flat index and reported.
@@ -36,8 +39,10 @@ from retrievers.base import (
     torch_device,
     write_json_atomic,
 )
+from retrievers.hub import weights_digest
+from retrievers.model_loading import precision_plan, pretrained_or_scratch, training_preset
 from retrievers.sharding import encode_corpus
-from retrievers.training import TrainConfig, train, training_pairs
+from retrievers.training import TrainConfig, paper_training, train, training_pairs
 
 BGE_ZH_INSTRUCTION = "为这个句子生成表示以用于检索相关文章："
 
@@ -55,16 +60,21 @@ class ScratchPreset:
 @dataclass
 class DenseConfig:
     model_id: str = "bert-base-chinese"
-    model_path: str | None = None  # a local folder with the real weights
-    pooling: str = "cls"
+    model_path: str | None = None  # a folder written by save_pretrained (the real weights)
+    pooling: str = "cls"  # cls | mean
     normalize: bool = False
     similarity_scale: float = 1.0  # logits = scale * q.d (DPR: 1 with dot product; BGE: 1/0.02 with cosine)
-    query_instruction: str = ""
+    query_instruction: str = ""  # prepended to queries (BGE's instruction, e5's "query: ")
+    passage_prefix: str = ""  # prepended to passages (e5's "passage: ")
     max_length: int = 64
+    fine_tune: bool = True  # false: index with the weights as loaded (a zero-shot row)
     scratch: ScratchPreset = field(default_factory=ScratchPreset)
     allow_scratch: bool = True
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, batch_size=32, lr=5e-4,
                                                                                     min_steps=600))
+    train_pretrained: TrainConfig = field(default_factory=paper_training)
+    precision: str = "auto"  # auto (bf16 autocast on a GPU, fp32 on the CPU) | fp32 | bf16-autocast | bf16
+    gradient_checkpointing: bool = False
     index_type: str = "flat"  # flat | hnsw | ivfpq
     hnsw_m: int = 32
     hnsw_ef_search: int = 128
@@ -88,12 +98,16 @@ class DenseEncoder(torch.nn.Module):
         from sentence_transformers.util import cos_sim, dot_score
 
         self.config = config
+        self.device_ = torch_device(config.device)
+        self.plan = precision_plan(config.precision, self.device_)
         if model_dir is not None:  # reopen a trained model
-            self.st = SentenceTransformer(str(model_dir), device=str(torch_device(config.device)),
-                                          local_files_only=True)
+            self.st = SentenceTransformer(str(model_dir), device=str(self.device_), local_files_only=True,
+                                          model_kwargs={"dtype": self.plan.load_dtype})
             self.provenance = json.loads((Path(model_dir) / "provenance.json").read_text())
         else:
             self.st, self.provenance = self._build(texts, work_dir)
+        if config.gradient_checkpointing:
+            self.st[0].auto_model.gradient_checkpointing_enable()
         similarity = cos_sim if config.normalize else dot_score
         self.loss = MultipleNegativesRankingLoss(self.st, scale=config.similarity_scale, similarity_fct=similarity)
 
@@ -101,21 +115,22 @@ class DenseEncoder(torch.nn.Module):
         from sentence_transformers import SentenceTransformer
         from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
 
-        source = self.config.model_path or self.config.model_id
-        try:
-            transformer = Transformer(source, max_seq_length=self.config.max_length,
-                                      model_kwargs={"local_files_only": True},
-                                      processor_kwargs={"local_files_only": True},
-                                      config_kwargs={"local_files_only": True})
-            provenance = {"model_id": self.config.model_id, "kind": "pretrained", "source": source}
-        except (OSError, ValueError) as err:
-            if self.config.model_path or not self.config.allow_scratch:
-                raise FileNotFoundError(f"weights for {self.config.model_id!r} not found at {source}: {err}") from err
+        resolved = pretrained_or_scratch(self.config.model_id, self.config.model_path, self.config.allow_scratch)
+        if resolved is None:
             transformer, provenance = self._scratch(texts, work_dir)
+        else:
+            local = resolved.local_only
+            transformer = Transformer(resolved.source, max_seq_length=self.config.max_length,
+                                      model_kwargs={"local_files_only": local, "dtype": self.plan.load_dtype},
+                                      processor_kwargs={"local_files_only": local},
+                                      config_kwargs={"local_files_only": local})
+            provenance = dict(resolved.provenance)
+            if "path" in provenance:
+                provenance["weights_sha256"] = weights_digest(provenance["path"])
         modules = [transformer, Pooling(transformer.get_embedding_dimension(), self.config.pooling)]
         if self.config.normalize:
             modules.append(Normalize())
-        return SentenceTransformer(modules=modules, device=str(torch_device(self.config.device))), provenance
+        return SentenceTransformer(modules=modules, device=str(self.device_)), provenance
 
     def _scratch(self, texts, work_dir):
         from sentence_transformers.sentence_transformer.modules import Transformer
@@ -148,17 +163,28 @@ class DenseEncoder(torch.nn.Module):
     def query_texts(self, queries: Sequence[str]) -> list[str]:
         return [self.config.query_instruction + q for q in queries]
 
+    def passage_texts(self, passages: Sequence[str]) -> list[str]:
+        return [self.config.passage_prefix + p for p in passages]
+
     def training_loss(self, queries, passages, step, total_steps):
-        loss = self.loss([self._features(self.query_texts(queries)), self._features(passages)], None)
-        return loss, {}
+        with self.plan.autocast(self.device_):
+            loss = self.loss([self._features(self.query_texts(queries)),
+                              self._features(self.passage_texts(passages))], None)
+        return loss.float(), {}
 
     def encode(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
-        return self.st.encode(list(texts), batch_size=batch_size or self.config.encode_batch_size,
-                              convert_to_numpy=True, show_progress_bar=len(texts) > 5000).astype(np.float32)
+        """Vectors of ``texts`` as given (callers add the query instruction / passage prefix), float32."""
+        with self.plan.autocast(self.device_):
+            vectors = self.st.encode(list(texts), batch_size=batch_size or self.config.encode_batch_size,
+                                     convert_to_tensor=True, show_progress_bar=len(texts) > 5000)
+        return vectors.float().cpu().numpy()
+
+    def encode_passages(self, passages: Sequence[str]) -> np.ndarray:
+        return self.encode(self.passage_texts(passages))
 
     def score_pairs(self, queries, passages):
         q = torch.from_numpy(self.encode(self.query_texts(queries)))
-        d = torch.from_numpy(self.encode(passages))
+        d = torch.from_numpy(self.encode_passages(passages))
         return q @ d.T
 
     def save(self, path: Path) -> None:
@@ -202,7 +228,7 @@ class DenseRetriever(Retriever):
 
     def __init__(self, config: DenseConfig | None = None):
         super().__init__(config)
-        nested_from_dicts(self.config, DenseConfig(), ("scratch", "train"))
+        nested_from_dicts(self.config, DenseConfig(), ("scratch", "train", "train_pretrained"))
         self.encoder: DenseEncoder | None = None
 
     def fit(self, train_queries, train_qrels, corpus, work_dir: Path) -> None:
@@ -213,12 +239,18 @@ class DenseRetriever(Retriever):
         pairs = training_pairs(dict(train_queries), dict(train_qrels), dict(corpus))
         texts = list(corpus.values()) + [q for q, _ in pairs]
         self.encoder = DenseEncoder(self.config, texts=texts, work_dir=Path(work_dir))
-        summary = train(self.encoder, pairs, self.config.train, Path(work_dir) / "checkpoints",
-                        corpus_passages=list(corpus.values()))
+        train_config, preset = training_preset(self.config, self.encoder.provenance["kind"])
+        if self.config.fine_tune:
+            summary = {"preset": preset, **train(self.encoder, pairs, train_config, Path(work_dir) / "checkpoints",
+                                                 corpus_passages=list(corpus.values()))}
+        elif self.encoder.provenance["kind"] != "pretrained":
+            raise ValueError("fine_tune: false (a zero-shot row) needs pretrained weights, not a scratch model")
+        else:
+            summary = {"preset": "zero-shot", "note": "no fine-tuning: the weights as loaded"}
         self.encoder.save(Path(work_dir) / "model")
         self._provenance["model"] = self.encoder.provenance
         self._provenance["training"] = summary
-        self._provenance["compute"] = device_provenance(torch_device(self.config.device))
+        self._provenance["compute"] = {**device_provenance(self.encoder.device_), **self.encoder.plan.describe()}
 
     def index(self, corpus: Mapping[str, str], index_dir: Path) -> None:
         import faiss
@@ -227,7 +259,7 @@ class DenseRetriever(Retriever):
             raise RuntimeError("fit() the dense retriever before indexing (or load() a trained one)")
         self._pids = list(corpus)
         with Timer() as timer:
-            vectors = encode_corpus(self.encoder.encode, [corpus[p] for p in self._pids], index_dir)
+            vectors = encode_corpus(self.encoder.encode_passages, [corpus[p] for p in self._pids], index_dir)
             if vectors is None:  # another torchrun process builds the index from every process's shard
                 return
             self._faiss = build_faiss(vectors, self.config)

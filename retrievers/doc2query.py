@@ -21,6 +21,8 @@ from tqdm.auto import tqdm
 
 from retrievers.base import Retriever, Run, device_provenance, nested_from_dicts, torch_device, write_json_atomic
 from retrievers.bm25 import BM25Config, BM25Retriever
+from retrievers.hub import weights_digest
+from retrievers.model_loading import precision_plan, pretrained_or_scratch, training_preset
 from retrievers.tokenization import load_saved_tokenizer
 from retrievers.training import TrainConfig, train, training_pairs
 
@@ -47,6 +49,9 @@ class Doc2QueryConfig:
     generate_batch_size: int = 64
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, batch_size=32, lr=1e-3,
                                                                     validation_pairs=0))
+    train_pretrained: TrainConfig = field(default_factory=lambda: TrainConfig(
+        epochs=3, batch_size=64, lr=3e-5, warmup_fraction=0.06, validation_pairs=0))  # keep the last epoch
+    precision: str = "auto"  # auto (bf16 autocast on a GPU, fp32 on the CPU) | fp32 | bf16-autocast | bf16
     bm25: BM25Config = field(default_factory=BM25Config)
     threads: int = 2
     device: str = "auto"  # training and generation: auto (a CUDA GPU when present) | cpu | cuda[:n]
@@ -73,19 +78,23 @@ class QueryGenerator(torch.nn.Module):
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, T5Config, T5ForConditionalGeneration
 
         self.config = config
+        self.device_ = torch_device(config.device)
+        self.plan = precision_plan(config.precision, self.device_)
         if model_dir is not None:
-            self.model = AutoModelForSeq2SeqLM.from_pretrained(str(model_dir / "t5"), local_files_only=True)
+            self.model = AutoModelForSeq2SeqLM.from_pretrained(str(model_dir / "t5"), local_files_only=True,
+                                                               dtype=self.plan.load_dtype)
             self.tokenizer = load_saved_tokenizer(str(model_dir / "t5"))
             self.provenance = json.loads((model_dir / "provenance.json").read_text())
             return
-        source = config.model_path or config.model_id
-        try:
-            self.model = AutoModelForSeq2SeqLM.from_pretrained(source, local_files_only=True)
-            self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-            self.provenance = {"model_id": config.model_id, "kind": "pretrained", "source": source}
-        except (OSError, ValueError) as err:
-            if config.model_path or not config.allow_scratch:
-                raise FileNotFoundError(f"weights for {config.model_id!r} not found at {source}: {err}") from err
+        resolved = pretrained_or_scratch(config.model_id, config.model_path, config.allow_scratch)
+        if resolved is not None:
+            self.model = AutoModelForSeq2SeqLM.from_pretrained(resolved.source, local_files_only=resolved.local_only,
+                                                               dtype=self.plan.load_dtype)
+            self.tokenizer = AutoTokenizer.from_pretrained(resolved.source, local_files_only=resolved.local_only)
+            self.provenance = dict(resolved.provenance)
+            if "path" in self.provenance:
+                self.provenance["weights_sha256"] = weights_digest(self.provenance["path"])
+        else:
             from retrievers.tokenization import load_tokenizer
 
             tok = load_tokenizer(config.scratch_tokenizer, list(texts or []))
@@ -95,7 +104,7 @@ class QueryGenerator(torch.nn.Module):
             self.model = T5ForConditionalGeneration(T5Config(
                 vocab_size=len(tok.hf), d_model=p.d_model, d_kv=p.d_model // p.heads, d_ff=p.d_ff,
                 num_layers=p.layers, num_heads=p.heads, pad_token_id=tok.hf.pad_token_id,
-                eos_token_id=tok.hf.sep_token_id, decoder_start_token_id=tok.hf.pad_token_id))
+                eos_token_id=tok.hf.sep_token_id, decoder_start_token_id=tok.hf.pad_token_id)).to(self.plan.load_dtype)
             self.provenance = {"model_id": config.model_id, "kind": "scratch", "architecture": "t5",
                                "preset": asdict(p), "tokenizer": tok.provenance,
                                "note": f"{config.model_id} weights absent: small T5 trained from scratch"}
@@ -109,7 +118,8 @@ class QueryGenerator(torch.nn.Module):
         labels = self.tokenizer(list(queries), padding=True, truncation=True, max_length=self.config.max_query_length,
                                 return_tensors="pt")["input_ids"].to(self.model.device)
         labels[labels == self.tokenizer.pad_token_id] = -100
-        loss = self.model(**inputs, labels=labels).loss
+        with self.plan.autocast(self.model.device):
+            loss = self.model(**inputs, labels=labels).loss.float()
         return loss, {"nll": float(loss.detach())}
 
     def score_pairs(self, queries, passages):  # only used with validation pairs, which this model does not need
@@ -123,8 +133,9 @@ class QueryGenerator(torch.nn.Module):
         step = self.config.generate_batch_size
         for start in tqdm(range(0, len(passages), step), desc="doc2query expansions", leave=False, disable=None):
             batch = passages[start:start + step]
-            generated = self.model.generate(**self._inputs(batch), do_sample=True, top_k=top_k,
-                                            num_return_sequences=n, max_new_tokens=self.config.max_query_length)
+            with self.plan.autocast(self.model.device):
+                generated = self.model.generate(**self._inputs(batch), do_sample=True, top_k=top_k,
+                                                num_return_sequences=n, max_new_tokens=self.config.max_query_length)
             texts = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
             out.extend(texts[i * n:(i + 1) * n] for i in range(len(batch)))
         return [[join_decoded(t) for t in row] for row in out]
@@ -138,7 +149,8 @@ class QueryGenerator(torch.nn.Module):
     def load_weights(self, path: Path) -> None:
         from transformers import AutoModelForSeq2SeqLM
 
-        loaded = AutoModelForSeq2SeqLM.from_pretrained(str(Path(path) / "t5"), local_files_only=True)
+        loaded = AutoModelForSeq2SeqLM.from_pretrained(str(Path(path) / "t5"), local_files_only=True,
+                                                       dtype=self.plan.load_dtype)
         self.model.load_state_dict(loaded.state_dict())
 
 
@@ -148,7 +160,7 @@ class Doc2QueryRetriever(Retriever):
 
     def __init__(self, config: Doc2QueryConfig | None = None):
         super().__init__(config)
-        nested_from_dicts(self.config, Doc2QueryConfig(), ("scratch", "train", "bm25"))
+        nested_from_dicts(self.config, Doc2QueryConfig(), ("scratch", "train", "train_pretrained", "bm25"))
         self.generator: QueryGenerator | None = None
         self.bm25 = BM25Retriever(self.config.bm25)
         self.stats = self.bm25.stats  # BM25 fills the cost record; Doc2Query adds its training time
@@ -159,10 +171,11 @@ class Doc2QueryRetriever(Retriever):
         self.generator = QueryGenerator(self.config, texts=list(corpus.values()) + [q for q, _ in pairs])
         device = torch_device(self.config.device)
         self.generator.to(device)
-        self._provenance["compute"] = device_provenance(device)
-        summary = train(self.generator, pairs, self.config.train, Path(work_dir) / "checkpoints")
+        self._provenance["compute"] = {**device_provenance(device), **self.generator.plan.describe()}
+        train_config, preset = training_preset(self.config, self.generator.provenance["kind"])
+        summary = train(self.generator, pairs, train_config, Path(work_dir) / "checkpoints")
         self.generator.save(Path(work_dir) / "model")
-        self._provenance.update({"model": self.generator.provenance, "training": summary})
+        self._provenance.update({"model": self.generator.provenance, "training": {"preset": preset, **summary}})
 
     def index(self, corpus: Mapping[str, str], index_dir: Path) -> None:
         if self.generator is None:

@@ -13,6 +13,7 @@ import os
 import re
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -91,3 +92,55 @@ def weights_digest(folder: str | os.PathLike) -> dict[str, str]:
             else:
                 digests[file.name] = sha256_of(target)
     return digests
+
+
+class WeightsUnavailable(OSError):
+    """No pretrained copy of a model: not at the given path, not in the HF cache, Hub unreachable, no packaged port."""
+
+    def __init__(self, model_id: str, tried: list[str]):
+        self.model_id, self.tried = model_id, tried
+        super().__init__(f"pretrained weights for {model_id!r} not found ({'; '.join(tried)})")
+
+
+#: Models whose weights reach this machine through a package (``retrievers.e5_port``), built on first use.
+PACKAGED_MODELS = {"intfloat/multilingual-e5-small": "retrievers.e5_port:build_port"}
+
+
+@dataclass
+class ResolvedModel:
+    """Where to load a pretrained model from: ``source`` (a folder, or a Hub id), and the provenance to record."""
+
+    source: str
+    local_only: bool
+    provenance: dict[str, Any]
+
+
+def resolve_model(model_id: str, path: str | os.PathLike | None = None) -> ResolvedModel:
+    """Find pretrained weights for ``model_id`` without loading them: path -> HF cache -> Hub -> packaged port.
+
+    Raises :class:`WeightsUnavailable` listing what was tried, so a caller can fall back to a scratch model where that
+    is allowed, or refuse with a message that names the missing weights.
+    """
+    tried = []
+    if path is not None:
+        folder = Path(path).expanduser()
+        if (folder / "config.json").exists():
+            return ResolvedModel(str(folder), True, {"model_id": model_id, "kind": "pretrained", "source": "path",
+                                                     "path": str(folder)})
+        raise WeightsUnavailable(model_id, [f"model_path {folder} has no config.json"])
+    cached = in_local_cache(model_id)
+    if cached is not None:
+        return ResolvedModel(model_id, True, {"model_id": model_id, "kind": "pretrained", "source": "hf-cache",
+                                              "snapshot": cached.parent.name, "path": str(cached.parent)})
+    tried.append("not in the Hugging Face cache (HF_HOME)")
+    if not hub_offline():
+        return ResolvedModel(model_id, False, {"model_id": model_id, "kind": "pretrained", "source": "hub"})
+    tried.append("the Hub is offline or unreachable")
+    if model_id in PACKAGED_MODELS:
+        module, _, attr = PACKAGED_MODELS[model_id].partition(":")
+        import importlib
+
+        folder, provenance = getattr(importlib.import_module(module), attr)()
+        return ResolvedModel(str(folder), True, {**provenance, "path": str(folder)})
+    tried.append("no package ships it")
+    raise WeightsUnavailable(model_id, tried)

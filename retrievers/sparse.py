@@ -2,9 +2,11 @@
 
 Every variant of the paper's Table 2 and its ablations is a :class:`SparseConfig`, never a copy of code:
 
-- backbone ``bert`` (masked-LM head, ``bert-base-chinese``) or ``qwen2`` (causal LM, ``Qwen/Qwen2.5-3B``);
+- backbone ``bert`` (masked-LM head, ``bert-base-chinese``), ``qwen2`` (causal LM, ``Qwen/Qwen2.5-3B``) or ``xlmr``
+  (an XLM-R encoder, ``intfloat/multilingual-e5-small``: its vocabulary head is new, tied to the input embeddings);
 - ``pooling`` ``max`` (SPLADE) or ``last`` (PROSPER's last-token pooling); ``echo`` (input twice, read the second
-  copy) and ``bidirectional`` (no causal mask) for causal backbones;
+  copy; ``max_length`` bounds each copy, so an echo input is 2 x 64 = 128 tokens as in the paper) and
+  ``bidirectional`` (no causal mask) for causal backbones;
 - ``lrn`` ``none`` / ``max`` (PROSPER) / ``add``, on ``lrn_side`` ``both`` / ``query`` / ``doc``;
 - ``lfw_query`` / ``lfw_doc`` window sizes (None = no LFW) and ``lfw_dynamic`` schedules;
 - ``normalisation`` (PROSPER: ``query-l2``), FLOPS weights ``lambda_q`` / ``lambda_d`` with a quadratic warm-up over
@@ -13,8 +15,12 @@ Every variant of the paper's Table 2 and its ablations is a :class:`SparseConfig
 
 Paper choices made here (documented, configurable): LFW is applied at indexing and query time as in training
 (``lfw_at_inference``); the query side is served with its top ``query_top_m`` terms (None offline; 16 "online").
-Weights load through transformers when present locally (``kind: pretrained``); otherwise a ``scratch`` preset of the
-same architecture is trained here (``kind: scratch``), with the stand-in tokenizer of the family.
+
+Weights, precision and training preset follow ``retrievers.model_loading``: the real weights by their Hugging Face id
+(``model_path``, HF cache, Hub, packaged port) with the paper's training settings (``train_pretrained``), or - where
+allowed - a small ``scratch`` model of the same architecture with the real tokenizer, trained with ``train``.
+``output_vocabulary: seen`` restricts a pretrained model's *output* terms to the tokens of its training texts (its
+inputs keep the whole vocabulary): a 250k-term vocabulary head is then affordable on a CPU.
 """
 
 from __future__ import annotations
@@ -31,11 +37,15 @@ from tqdm.auto import tqdm
 
 from retrievers import sparse_ops as ops
 from retrievers.base import device_provenance, nested_from_dicts, torch_device
+from retrievers.hub import weights_digest
 from retrievers.impact_serving import ImpactRetriever
+from retrievers.model_loading import precision_plan, pretrained_or_scratch, training_preset
 from retrievers.tokenization import VocabularySubset, load_saved_tokenizer, readable_token
-from retrievers.training import TrainConfig, info_nce, quadratic_warmup, train, training_pairs
+from retrievers.training import TrainConfig, info_nce, paper_training, quadratic_warmup, train, training_pairs
 
-DEFAULT_IDS = {"bert": "bert-base-chinese", "qwen2": "Qwen/Qwen2.5-3B"}
+DEFAULT_IDS = {"bert": "bert-base-chinese", "qwen2": "Qwen/Qwen2.5-3B", "xlmr": "intfloat/multilingual-e5-small"}
+CAUSAL = ("qwen2",)
+OUTPUT_VOCABULARY_FILE = "output_vocabulary.json"
 
 
 @dataclass
@@ -58,9 +68,9 @@ class SparseScratch:
 
 @dataclass
 class SparseConfig:
-    backbone: str = "qwen2"  # bert | qwen2
-    model_id: str | None = None  # default: bert-base-chinese / Qwen/Qwen2.5-3B
-    model_path: str | None = None
+    backbone: str = "qwen2"  # bert | qwen2 | xlmr
+    model_id: str | None = None  # default: bert-base-chinese / Qwen/Qwen2.5-3B / intfloat/multilingual-e5-small
+    model_path: str | None = None  # a folder written by save_pretrained (the real weights)
     pooling: str = "last"  # max | last
     echo: bool = False
     bidirectional: bool = False
@@ -79,9 +89,14 @@ class SparseConfig:
     train_terms: str = "all"  # all | literal | expansion
     match_terms: str = "all"
     max_length: int = 64
+    output_vocabulary: str = "full"  # full | seen (pretrained models; scratch models: scratch.vocabulary)
+    new_head_bias: float | None = None  # initial bias of a vocabulary head the checkpoint lacks (e5 has no MLM head)
     scratch: SparseScratch = field(default_factory=SparseScratch)
     allow_scratch: bool = True
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, batch_size=32, lr=1e-3))
+    train_pretrained: TrainConfig = field(default_factory=paper_training)
+    precision: str = "auto"  # auto (bf16 autocast on a GPU, fp32 on the CPU) | fp32 | bf16-autocast | bf16
+    gradient_checkpointing: bool = False
     query_top_m: int | None = None
     block_size: int = 64
     algorithm: str = "bmm"
@@ -98,53 +113,76 @@ class SparseEncoder(torch.nn.Module):
         super().__init__()
         self.config = config
         if config.backbone not in DEFAULT_IDS:
-            raise ValueError(f"unknown backbone {config.backbone!r}: bert or qwen2")
-        if config.backbone == "bert" and (config.echo or config.bidirectional):
+            raise ValueError(f"unknown backbone {config.backbone!r}: {', '.join(DEFAULT_IDS)}")
+        if config.backbone not in CAUSAL and (config.echo or config.bidirectional):
             raise ValueError("echo and bidirectional apply to causal backbones (qwen2) only")
+        if config.output_vocabulary not in ("full", "seen"):
+            raise ValueError(f"output_vocabulary must be 'full' or 'seen', not {config.output_vocabulary!r}")
         self.model_id = config.model_id or DEFAULT_IDS[config.backbone]
+        self.device_ = torch_device(config.device)
+        self.plan = precision_plan(config.precision, self.device_)
+        self.output_ids: torch.Tensor | None = None  # real token ids of the output terms (None: all of them)
         if model_dir is not None:
             self._load_dir(Path(model_dir))
         else:
             self._build(texts)
+        self.backbone.config.use_cache = False  # never generates; a KV cache only costs memory
+        if config.gradient_checkpointing:
+            self.backbone.gradient_checkpointing_enable()
         hidden = self.backbone.config.hidden_size
-        vocab = self.backbone.config.vocab_size
-        self.vocab_size = vocab
+        self._set_output_lookup()
         if not hasattr(self, "fc"):
-            self.fc = torch.nn.Linear(hidden, vocab) if config.lrn != "none" else None
+            self.fc = (torch.nn.Linear(hidden, self.vocab_size, dtype=self.plan.load_dtype) if config.lrn != "none"
+                       else None)
         specials = {self.tokenizer.pad_token_id, self.tokenizer.cls_token_id, self.tokenizer.sep_token_id,
                     self.tokenizer.eos_token_id, self.tokenizer.bos_token_id, getattr(self.tokenizer, "unseen_id", None)}
         self.special_ids = tuple(sorted(i for i in specials if i is not None))
         # the dynamic LFW's windows shrink during training and are saved with the model: a reopened model serves with
         # the windows it ended training with, not the initial ones
         self.windows = getattr(self, "_saved_windows", None) or (config.lfw_query, config.lfw_doc)
-        self.train_progress = 0
+        self.train_config = config.train
 
     # -- construction --------------------------------------------------------------------------------------------
     def _auto_class(self):
         from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 
-        return AutoModelForMaskedLM if self.config.backbone == "bert" else AutoModelForCausalLM
+        return AutoModelForCausalLM if self.config.backbone in CAUSAL else AutoModelForMaskedLM
 
     def _build(self, texts):
         from transformers import AutoTokenizer
 
-        source = self.config.model_path or self.model_id
-        try:
-            self.backbone = self._auto_class().from_pretrained(source, local_files_only=True)
-            self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-            self.provenance = {"model_id": self.model_id, "kind": "pretrained", "source": source}
-        except (OSError, ValueError) as err:
-            if self.config.model_path or not self.config.allow_scratch:
-                raise FileNotFoundError(f"weights for {self.model_id!r} not found at {source}: {err}") from err
+        resolved = pretrained_or_scratch(self.model_id, self.config.model_path, self.config.allow_scratch)
+        if resolved is None:
             if texts is None:
-                raise ValueError("a scratch model needs training texts") from err
+                raise ValueError("a scratch model needs training texts")
             self._scratch(list(texts))
+            return
+        self.backbone = self._auto_class().from_pretrained(resolved.source, local_files_only=resolved.local_only,
+                                                           dtype=self.plan.load_dtype)
+        self.tokenizer = AutoTokenizer.from_pretrained(resolved.source, local_files_only=resolved.local_only)
+        self.provenance = dict(resolved.provenance)
+        if "path" in resolved.provenance:
+            self.provenance["weights_sha256"] = weights_digest(resolved.provenance["path"])
+        self.provenance["architecture"] = type(self.backbone).__name__
+        if self.config.new_head_bias is not None:
+            with torch.no_grad():
+                self._head_parts()[2].fill_(self.config.new_head_bias)
+        if self.config.output_vocabulary == "seen":
+            if texts is None:
+                raise ValueError("output_vocabulary 'seen' needs the training texts")
+            seen = VocabularySubset.from_texts(self.tokenizer, list(texts)).kept
+            specials = set(self.tokenizer.all_special_ids)
+            self.output_ids = torch.tensor([i for i in seen.tolist() if i not in specials], dtype=torch.long)
+            self.provenance["output_vocabulary"] = {"vocabulary": "seen-subset", "size": len(self.output_ids),
+                                                    "of": self.backbone.config.vocab_size}
 
     def _scratch(self, texts: list[str]) -> None:
         from transformers import BertConfig, BertForMaskedLM, Qwen2Config, Qwen2ForCausalLM
 
         from retrievers.tokenization import load_tokenizer
 
+        if self.config.backbone == "xlmr":
+            raise ValueError("no scratch preset for the xlmr backbone: it exists to put heads on pretrained e5")
         tok = load_tokenizer(self.model_id, texts)
         preset = self.config.scratch
         if preset.vocabulary not in ("seen", "full"):
@@ -161,13 +199,15 @@ class SparseEncoder(torch.nn.Module):
             with torch.no_grad():
                 self.backbone.get_output_embeddings().bias.fill_(preset.output_bias)
         else:
-            cfg = Qwen2Config(vocab_size=len(self.tokenizer), hidden_size=preset.hidden_size, num_hidden_layers=preset.layers,
+            cfg = Qwen2Config(vocab_size=len(self.tokenizer), hidden_size=preset.hidden_size,
+                              num_hidden_layers=preset.layers,
                               num_attention_heads=preset.heads, num_key_value_heads=preset.kv_heads,
                               intermediate_size=preset.intermediate_size, max_position_embeddings=max(128, length),
                               tie_word_embeddings=True, pad_token_id=self.tokenizer.pad_token_id)
             if preset.output_bias:
                 raise ValueError("scratch.output_bias applies to the bert backbone (a Qwen2 LM head has no bias)")
             self.backbone = Qwen2ForCausalLM(cfg)
+        self.backbone.to(self.plan.load_dtype)
         vocabulary = (self.tokenizer.describe() if isinstance(self.tokenizer, VocabularySubset)
                       else {"vocabulary": "full", "size": len(self.tokenizer)})
         self.provenance = {"model_id": self.model_id, "kind": "scratch", "architecture": self.config.backbone,
@@ -175,57 +215,89 @@ class SparseEncoder(torch.nn.Module):
                            "note": f"{self.model_id} weights absent: small {self.config.backbone} trained from scratch"}
 
     def _load_dir(self, path: Path) -> None:
-
-        self.backbone = self._auto_class().from_pretrained(str(path / "backbone"), local_files_only=True)
+        self.backbone = self._auto_class().from_pretrained(str(path / "backbone"), local_files_only=True,
+                                                           dtype=self.plan.load_dtype)
         self.tokenizer = load_saved_tokenizer(str(path / "backbone"))
         self.provenance = json.loads((path / "provenance.json").read_text())
         self._saved_windows = self._read_windows(path)
+        if (path / OUTPUT_VOCABULARY_FILE).exists():
+            kept = json.loads((path / OUTPUT_VOCABULARY_FILE).read_text())["kept"]
+            self.output_ids = torch.tensor(kept, dtype=torch.long)
         if (path / "lrn_fc.pt").exists():
-            hidden, vocab = self.backbone.config.hidden_size, self.backbone.config.vocab_size
-            self.fc = torch.nn.Linear(hidden, vocab)
-            self.fc.load_state_dict(torch.load(path / "lrn_fc.pt", weights_only=True, map_location="cpu"))
+            state = torch.load(path / "lrn_fc.pt", weights_only=True, map_location="cpu")
+            self.fc = torch.nn.Linear(state["weight"].shape[1], state["weight"].shape[0], dtype=self.plan.load_dtype)
+            self.fc.load_state_dict(state)
+
+    def _set_output_lookup(self) -> None:
+        """Input token id -> output term index (-1: not an output term), when the output vocabulary is a subset."""
+        full = self.backbone.config.vocab_size
+        if self.output_ids is None:
+            self.vocab_size, self.output_lookup = full, None
+            return
+        lookup = torch.full((max(full, len(self.tokenizer)),), -1, dtype=torch.long)
+        lookup[self.output_ids] = torch.arange(len(self.output_ids))
+        self.vocab_size = len(self.output_ids)
+        self.register_buffer("output_lookup", lookup, persistent=False)
+        self.register_buffer("output_rows", self.output_ids.clone(), persistent=False)
+
+    def _head_parts(self):
+        """(transform, projection weight, bias) of the backbone's vocabulary head: BERT's MLM head, XLM-R's LM head
+        (dense, GELU, LayerNorm, tied decoder), or a causal LM's bias-free ``lm_head``."""
+        backbone = self.backbone
+        if hasattr(backbone, "cls"):
+            predictions = backbone.cls.predictions
+            return predictions.transform, predictions.decoder.weight, predictions.bias
+        head = backbone.lm_head
+        if isinstance(head, torch.nn.Linear):
+            return (lambda x: x), head.weight, head.bias
+        return (lambda x: head.layer_norm(torch.nn.functional.gelu(head.dense(x)))), head.decoder.weight, head.bias
 
     # -- encoding ------------------------------------------------------------------------------------------------
     def _lrn_on(self, side: str) -> bool:
         return self.fc is not None and self.config.lrn_side in ("both", side)
 
     def forward_side(self, texts: Sequence[str], side: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(W, w, I): final weights, basic weights (for FLOPS), literal indicator."""
+        """(W, w, I): final weights, basic weights (for FLOPS), literal indicator - fp32, whatever the precision."""
         tok = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.config.max_length,
                              return_tensors="pt")
-        device = self.fc.weight.device if self.fc is not None else next(self.backbone.parameters()).device
+        device = next(self.backbone.parameters()).device
         ids, mask = tok["input_ids"].to(device), tok["attention_mask"].to(device)
         run_ids, attention, pool_mask = ids, mask, mask
         if self.config.echo:
             run_ids, attention, pool_mask = ops.echo_inputs(ids, mask)
         model_mask: torch.Tensor = attention
         if self.config.bidirectional:
-            model_mask = ops.bidirectional_mask(attention)
-        hidden = self.backbone.base_model(input_ids=run_ids, attention_mask=model_mask).last_hidden_state
-        if self.config.pooling == "last":
-            # log(1+ReLU) and the vocabulary head act position by position, so pooling the last position first gives
-            # the same w while computing vocabulary logits for one position instead of all (for a 151k-term head:
-            # batch x 151k instead of batch x length x 151k)
-            h_pooled = ops.last_token_pool(hidden, pool_mask)
-            w = ops.log_saturation(self.vocabulary_logits(h_pooled))
+            model_mask = ops.bidirectional_mask(attention, dtype=self.plan.autocast_dtype or self.plan.load_dtype)
+        with self.plan.autocast(device):
+            hidden = self.backbone.base_model(input_ids=run_ids, attention_mask=model_mask).last_hidden_state
+            if self.config.pooling == "last":
+                # log(1+ReLU) and the vocabulary head act position by position, so pooling the last position first
+                # gives the same w while computing vocabulary logits for one position instead of all (for a
+                # 151k-term head: batch x 151k instead of batch x length x 151k)
+                h_pooled = ops.last_token_pool(hidden, pool_mask)
+                w = ops.log_saturation(self.vocabulary_logits(h_pooled).float())
+            else:
+                h_pooled = ops.max_pool(ops.log_saturation(hidden), pool_mask)
+                w = ops.max_pool(ops.log_saturation(self.vocabulary_logits(hidden).float()), pool_mask)
+            residual = None
+            if self._lrn_on(side):
+                h_lrn = ops.log_saturation(h_pooled) if self.config.pooling == "last" else h_pooled
+                residual = self.fc(h_lrn.to(self.fc.weight.dtype)).float()
+        if self.output_lookup is not None:  # input ids -> output terms; a token outside them is no literal term
+            out_ids = self.output_lookup[ids]
+            indicator = ops.literal_indicator(out_ids.clamp(min=0), mask * (out_ids >= 0), self.vocab_size)
         else:
-            h_pooled = ops.max_pool(ops.log_saturation(hidden), pool_mask)
-            w = ops.max_pool(ops.log_saturation(self.vocabulary_logits(hidden)), pool_mask)
-        indicator = ops.literal_indicator(ids, mask, self.vocab_size, self.special_ids).to(w.dtype)
-        if self._lrn_on(side):
-            h_lrn = ops.log_saturation(h_pooled) if self.config.pooling == "last" else h_pooled
-            weights = ops.literal_residual(w, self.fc(h_lrn.to(self.fc.weight.dtype)).to(w.dtype), indicator,
-                                           self.config.lrn)
-        else:
-            weights = w
+            indicator = ops.literal_indicator(ids, mask, self.vocab_size, self.special_ids)
+        weights = w if residual is None else ops.literal_residual(w, residual, indicator, self.config.lrn)
         return weights, w, indicator
 
     def vocabulary_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The backbone's own vocabulary head on hidden states: a causal LM's ``lm_head``, BERT's MLM ``cls`` head."""
-        head = getattr(self.backbone, "cls", None) or getattr(self.backbone, "lm_head", None)
-        if head is None:
-            raise ValueError(f"{type(self.backbone).__name__} has no vocabulary head (lm_head / cls)")
-        return head(hidden)
+        """The backbone's own vocabulary head on hidden states (only the output terms' rows, when restricted)."""
+        transform, weight, bias = self._head_parts()
+        if self.output_lookup is not None:
+            weight = weight[self.output_rows]
+            bias = None if bias is None else bias[self.output_rows]
+        return torch.nn.functional.linear(transform(hidden), weight, bias)
 
     @staticmethod
     def _term_filter(weights: torch.Tensor, indicator: torch.Tensor, which: str) -> torch.Tensor:
@@ -261,7 +333,7 @@ class SparseEncoder(torch.nn.Module):
             self._update_dynamic_windows(q_active, d_active)
         nq, nd = ops.normalise(q, d, self.config.normalisation)
         rank = info_nce(nq, nd)
-        warm = self.config.flops_warmup_epochs / max(self.config.train.epochs, 1e-9)
+        warm = self.config.flops_warmup_epochs / max(self.train_config.epochs, 1e-9)
         lam = quadratic_warmup(step, total_steps, warm)
         reg = lam * (self.config.lambda_q * ops.flops(wq) + self.config.lambda_d * ops.flops(wd))
         return rank + reg, {"rank": float(rank.detach()), "flops_reg": float(reg.detach()),
@@ -288,12 +360,15 @@ class SparseEncoder(torch.nn.Module):
         self.tokenizer.save_pretrained(str(path / "backbone"))
         if self.fc is not None:
             torch.save(self.fc.state_dict(), path / "lrn_fc.pt")
+        if self.output_ids is not None:
+            (path / OUTPUT_VOCABULARY_FILE).write_text(json.dumps({"kept": self.output_ids.tolist()}))
         (path / "provenance.json").write_text(json.dumps(self.provenance, ensure_ascii=False, indent=2))
         (path / "windows.json").write_text(json.dumps(list(self.windows)))
 
     def load_weights(self, path: Path) -> None:
         path = Path(path)
-        loaded = self._auto_class().from_pretrained(str(path / "backbone"), local_files_only=True)
+        loaded = self._auto_class().from_pretrained(str(path / "backbone"), local_files_only=True,
+                                                    dtype=self.plan.load_dtype)
         self.backbone.load_state_dict(loaded.state_dict())
         if self.fc is not None:
             self.fc.load_state_dict(torch.load(path / "lrn_fc.pt", weights_only=True, map_location="cpu"))
@@ -314,7 +389,7 @@ class SparseEncoder(torch.nn.Module):
                 # a document-side normalisation changes the ranking, so the index stores normalised documents; a
                 # query-side one only rescales each query's scores and is left out of serving
                 _, weights = ops.normalise(weights[:0], weights, self.config.normalisation)
-            rows.append(sp.csr_matrix(weights.cpu().numpy().astype(np.float32)))
+            rows.append(sp.csr_matrix(weights.float().cpu().numpy()))
         return sp.vstack(rows, format="csr") if rows else sp.csr_matrix((0, self.vocab_size), dtype=np.float32)
 
     def top_terms(self, text: str, side: str, n: int = 20) -> list[tuple[str, float, bool]]:
@@ -323,7 +398,8 @@ class SparseEncoder(torch.nn.Module):
             weights, _, indicator = self.forward_side([text], side)
             weights = ops.conditional_topk(weights, self.windows[0] if side == "query" else self.windows[1])
         values, ids = torch.topk(weights[0], min(n, int((weights[0] > 0).sum())))
-        tokens = self.tokenizer.convert_ids_to_tokens(ids.tolist())
+        real = ids.tolist() if self.output_ids is None else self.output_ids[ids.cpu()].tolist()
+        tokens = self.tokenizer.convert_ids_to_tokens(real)
         hf = getattr(self.tokenizer, "hf", self.tokenizer)
         readable = [readable_token(hf, t) for t in tokens]
         return [(r, float(v), bool(indicator[0, i] > 0)) for r, v, i in zip(readable, values, ids, strict=True)]
@@ -337,7 +413,7 @@ class SparseRetriever(ImpactRetriever):
 
     def __init__(self, config: SparseConfig | None = None):
         super().__init__(config)
-        nested_from_dicts(self.config, SparseConfig(), ("scratch", "train"))
+        nested_from_dicts(self.config, SparseConfig(), ("scratch", "train", "train_pretrained"))
         self.encoder: SparseEncoder | None = None
 
     def fit(self, train_queries, train_qrels, corpus, work_dir: Path) -> None:
@@ -346,11 +422,13 @@ class SparseRetriever(ImpactRetriever):
         self.encoder = SparseEncoder(self.config, texts=list(corpus.values()) + [q for q, _ in pairs])
         device = torch_device(self.config.device)
         self.encoder.to(device)
-        self._provenance["compute"] = device_provenance(device)
-        summary = train(self.encoder, pairs, self.config.train, Path(work_dir) / "checkpoints",
+        train_config, preset = training_preset(self.config, self.encoder.provenance["kind"])
+        self.encoder.train_config = train_config
+        self._provenance["compute"] = {**device_provenance(device), **self.encoder.plan.describe()}
+        summary = train(self.encoder, pairs, train_config, Path(work_dir) / "checkpoints",
                         corpus_passages=list(corpus.values()))
         self.encoder.save(Path(work_dir) / "model")
-        self._provenance.update({"model": self.encoder.provenance, "training": summary})
+        self._provenance.update({"model": self.encoder.provenance, "training": {"preset": preset, **summary}})
 
     def encode(self, texts: list[str], side: str) -> sp.csr_matrix:
         if self.encoder is None:

@@ -50,7 +50,8 @@ def literal_indicator(input_ids: torch.Tensor, mask: torch.Tensor, vocab_size: i
     for special in special_ids:
         keep &= input_ids != special
     out = torch.zeros(input_ids.shape[0], vocab_size, device=input_ids.device)
-    out.scatter_(1, torch.where(keep, input_ids, torch.zeros_like(input_ids)), keep.to(out.dtype))
+    # scatter_add: positions left out add 0 (a plain scatter would write their 0 over a literal term at column 0)
+    out.scatter_add_(1, torch.where(keep, input_ids, torch.zeros_like(input_ids)), keep.to(out.dtype))
     return out.clamp_(max=1.0)
 
 

@@ -112,3 +112,11 @@ def test_bidirectional_and_causal_masks():
     allowed_causal = (causal[0, 0] == 0).int().tolist()
     assert allowed_bi == [[1, 1, 0], [1, 1, 0], [1, 1, 0]]  # position 0 sees position 1
     assert allowed_causal == [[1, 0, 0], [1, 1, 0], [1, 1, 0]]  # position 0 sees only itself
+
+
+def test_literal_indicator_keeps_a_literal_term_at_column_zero():
+    """Left-out positions (padding, specials) must not overwrite a real literal term that happens to be term 0."""
+    ids = torch.tensor([[0, 5, 7, 9]])
+    mask = torch.tensor([[1, 1, 0, 0]])  # two padded positions after the literal term 0
+    indicator = ops.literal_indicator(ids, mask, 10)
+    assert indicator[0].nonzero().flatten().tolist() == [0, 5]
