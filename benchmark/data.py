@@ -403,7 +403,9 @@ def _load_multicpr(
         train_queries=train_queries,
         train_qrels=train_qrels,
         corpus_label=corpus_label,
-        comparable_to_paper=manifest.comparable_to_paper and corpus_label == manifest.corpus_label,
+        # --no-verify lets another file through, never into the paper's comparison
+        comparable_to_paper=(manifest.comparable_to_paper and corpus_label == manifest.corpus_label
+                             and manifest.file("corpus").rows in (None, files["corpus"]["rows"])),
         files=files,
         skipped=skipped,
         notes=notes,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -16,6 +17,8 @@ from benchmark.registry import RetrieverSpec
 from benchmark.results import environment, write_result
 from benchmark.runfile import write_trec_run
 from retrievers.base import Timer, config_hash, write_json_atomic
+from retrievers.cache import DONE, CacheCorrupt, entry_lock, seal, verify
+from retrievers.model_loading import refuse_scratch
 from retrievers.sharding import barrier, is_main, world
 
 log = logging.getLogger("benchmark")
@@ -66,8 +69,8 @@ def training_folds(dataset: Dataset, n_folds: int = 2, seed: int = 13) -> tuple[
 
 
 def run_one(spec: RetrieverSpec, dataset: Dataset, output: Path, k: int = 1000, reuse_index: bool = True,
-            overrides: dict[str, Any] | None = None, extra: dict[str, Any] | None = None
-            ) -> tuple[Path, dict[str, Any]] | tuple[None, None]:
+            overrides: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
+            allow_scratch: bool = False) -> tuple[Path, dict[str, Any]] | tuple[None, None]:
     """Run one retriever on one dataset and write its versioned result file; return (path, payload).
 
     Under ``torchrun`` every process calls this; rank 0 trains, all encode a shard of the corpus
@@ -75,7 +78,19 @@ def run_one(spec: RetrieverSpec, dataset: Dataset, output: Path, k: int = 1000, 
 
     The index (and trained model) is cached under a hash of the config *without* its search-only fields, so runs that
     differ only in how they search (e.g. query top-m pruning) share one trained model and index.
+
+    On a dataset comparable with the paper, a model or tokenizer whose real files are missing is an error unless
+    ``allow_scratch``: a scratch model must never stand in silently for the paper's setting.
     """
+    refusal = None if allow_scratch or not dataset.comparable_to_paper else (
+        f"{dataset.name} is comparable with the paper, which uses pretrained weights")
+    with refuse_scratch(refusal):
+        return _run_one(spec, dataset, output, k, reuse_index, overrides, extra)
+
+
+def _run_one(spec: RetrieverSpec, dataset: Dataset, output: Path, k: int, reuse_index: bool,
+             overrides: dict[str, Any] | None, extra: dict[str, Any] | None
+             ) -> tuple[Path, dict[str, Any]] | tuple[None, None]:
     probe = spec.build(overrides)
     chash = config_hash(probe.config)
     root = index_dir_for(spec, dataset, config_hash(probe.config, exclude=type(probe).search_fields))
@@ -118,20 +133,50 @@ def run_one(spec: RetrieverSpec, dataset: Dataset, output: Path, k: int = 1000, 
 
 def _fit_and_index(retriever, spec: RetrieverSpec, dataset: Dataset, fold: Fold, index_dir: Path,
                    reuse_index: bool) -> bool:
-    """Fit (if needed) and index into ``index_dir``, or reopen what an earlier run left there; True when reused."""
-    done = index_dir / "DONE"
-    if reuse_index and done.exists():
-        if not is_main():  # under torchrun only rank 0 searches; the others have nothing to do
-            return True
+    """Fit (if needed) and index into ``index_dir``, or reopen what an earlier run left there; True when reused.
+
+    A cache entry is sealed when finished (``retrievers.cache.seal``: every file's size and hash) and checked before it
+    is reopened; a file that changed, or an entry that fails to reopen, is reported and rebuilt - a cache never
+    silently serves wrong numbers. One process at a time works on an entry (a file lock): a second run of the same
+    retriever waits, then reuses what the first built.
+    """
+    rank, world_size = world()
+    lock = entry_lock(index_dir) if rank == 0 else contextlib.nullcontext()
+    with lock:
+        if rank == 0 and reuse_index and (index_dir / DONE).exists():
+            if _reopen(retriever, spec, index_dir):
+                barrier()
+                return True
+        barrier()  # rank 0 has decided: reuse (DONE present) or rebuild (DONE removed)
+        if rank != 0 and reuse_index and (index_dir / DONE).exists():
+            return True  # under torchrun only rank 0 searches; the others have nothing to do
+        return _build(retriever, spec, dataset, fold, index_dir, rank, world_size)
+
+
+def _reopen(retriever, spec: RetrieverSpec, index_dir: Path) -> bool:
+    """Reopen a sealed entry after checking it; False (and the entry unsealed) when it must be rebuilt."""
+    try:
+        verify(index_dir)
         log.info("%s: reusing %s", spec.name, index_dir)
         retriever.load(index_dir)
         saved = json.loads((index_dir / "index_stats.json").read_text())
+    except CacheCorrupt as err:
+        log.warning("%s: cached entry is corrupt - %s; rebuilding it (checkpoints kept)", spec.name, err)
+    except Exception as err:  # noqa: BLE001 - any failure to reopen means: rebuild, and say why
+        log.warning("%s: cached entry %s could not be reopened (%s: %s); rebuilding it", spec.name, index_dir,
+                    type(err).__name__, err)
+    else:
         for key in INDEX_STAT_FIELDS:
             setattr(retriever.stats, key, saved.get(key))
         return True
-    rank, world_size = world()
+    (index_dir / DONE).unlink(missing_ok=True)
+    return False
+
+
+def _build(retriever, spec: RetrieverSpec, dataset: Dataset, fold: Fold, index_dir: Path, rank: int,
+           world_size: int) -> bool:
     if rank == 0:
-        if index_dir.exists():  # an interrupted run: drop its half-built index, keep checkpoints to resume from
+        if index_dir.exists():  # an interrupted or corrupt entry: drop it, keep checkpoints to resume from
             for child in index_dir.iterdir():
                 if child.name != "checkpoints":
                     shutil.rmtree(child) if child.is_dir() else child.unlink()
@@ -156,7 +201,7 @@ def _fit_and_index(retriever, spec: RetrieverSpec, dataset: Dataset, fold: Fold,
     if rank != 0:
         return False
     write_json_atomic(index_dir / "index_stats.json", {key: getattr(retriever.stats, key) for key in INDEX_STAT_FIELDS})
-    done.write_text("ok\n")
+    seal(index_dir)
     return False
 
 

@@ -230,6 +230,8 @@ class DenseRetriever(Retriever):
         super().__init__(config)
         nested_from_dicts(self.config, DenseConfig(), ("scratch", "train", "train_pretrained"))
         self.encoder: DenseEncoder | None = None
+        # a zero-shot row trains nothing: one index serves every fold of a cross-validation protocol
+        self.needs_training = self.config.fine_tune
 
     def fit(self, train_queries, train_qrels, corpus, work_dir: Path) -> None:
         import faiss
@@ -240,13 +242,8 @@ class DenseRetriever(Retriever):
         texts = list(corpus.values()) + [q for q, _ in pairs]
         self.encoder = DenseEncoder(self.config, texts=texts, work_dir=Path(work_dir))
         train_config, preset = training_preset(self.config, self.encoder.provenance["kind"])
-        if self.config.fine_tune:
-            summary = {"preset": preset, **train(self.encoder, pairs, train_config, Path(work_dir) / "checkpoints",
-                                                 corpus_passages=list(corpus.values()))}
-        elif self.encoder.provenance["kind"] != "pretrained":
-            raise ValueError("fine_tune: false (a zero-shot row) needs pretrained weights, not a scratch model")
-        else:
-            summary = {"preset": "zero-shot", "note": "no fine-tuning: the weights as loaded"}
+        summary = {"preset": preset, **train(self.encoder, pairs, train_config, Path(work_dir) / "checkpoints",
+                                             corpus_passages=list(corpus.values()))}
         self.encoder.save(Path(work_dir) / "model")
         self._provenance["model"] = self.encoder.provenance
         self._provenance["training"] = summary
@@ -255,6 +252,15 @@ class DenseRetriever(Retriever):
     def index(self, corpus: Mapping[str, str], index_dir: Path) -> None:
         import faiss
 
+        if self.encoder is None and not self.config.fine_tune:  # zero-shot: the weights as loaded
+            self.encoder = DenseEncoder(self.config, work_dir=Path(index_dir))
+            if self.encoder.provenance["kind"] != "pretrained":
+                raise ValueError("fine_tune: false (a zero-shot row) needs pretrained weights, not a scratch model")
+            self.encoder.save(Path(index_dir) / "model")
+            self._provenance.update({"model": self.encoder.provenance,
+                                     "training": {"preset": "zero-shot", "note": "no fine-tuning"},
+                                     "compute": {**device_provenance(self.encoder.device_),
+                                                 **self.encoder.plan.describe()}})
         if self.encoder is None:
             raise RuntimeError("fit() the dense retriever before indexing (or load() a trained one)")
         self._pids = list(corpus)

@@ -144,8 +144,10 @@ class SparseEncoder(torch.nn.Module):
 
     # -- construction --------------------------------------------------------------------------------------------
     def _auto_class(self):
-        from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+        from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
 
+        if self.config.backbone == "xlmr":
+            return AutoModel  # an encoder without a vocabulary head: the head is tied (see _head_parts)
         return AutoModelForCausalLM if self.config.backbone in CAUSAL else AutoModelForMaskedLM
 
     def _build(self, texts):
@@ -164,6 +166,10 @@ class SparseEncoder(torch.nn.Module):
         if "path" in resolved.provenance:
             self.provenance["weights_sha256"] = weights_digest(resolved.provenance["path"])
         self.provenance["architecture"] = type(self.backbone).__name__
+        if self.config.backbone == "xlmr":
+            self.provenance["head"] = "tied: the input embeddings as vocabulary projection, a new bias"
+            self.vocab_bias = torch.nn.Parameter(torch.zeros(self.backbone.config.vocab_size,
+                                                             dtype=self.plan.load_dtype))
         if self.config.new_head_bias is not None:
             with torch.no_grad():
                 self._head_parts()[2].fill_(self.config.new_head_bias)
@@ -223,6 +229,9 @@ class SparseEncoder(torch.nn.Module):
         if (path / OUTPUT_VOCABULARY_FILE).exists():
             kept = json.loads((path / OUTPUT_VOCABULARY_FILE).read_text())["kept"]
             self.output_ids = torch.tensor(kept, dtype=torch.long)
+        if (path / "vocab_bias.pt").exists():
+            self.vocab_bias = torch.nn.Parameter(torch.load(path / "vocab_bias.pt", weights_only=True,
+                                                            map_location="cpu").to(self.plan.load_dtype))
         if (path / "lrn_fc.pt").exists():
             state = torch.load(path / "lrn_fc.pt", weights_only=True, map_location="cpu")
             self.fc = torch.nn.Linear(state["weight"].shape[1], state["weight"].shape[0], dtype=self.plan.load_dtype)
@@ -244,6 +253,8 @@ class SparseEncoder(torch.nn.Module):
         """(transform, projection weight, bias) of the backbone's vocabulary head: BERT's MLM head, XLM-R's LM head
         (dense, GELU, LayerNorm, tied decoder), or a causal LM's bias-free ``lm_head``."""
         backbone = self.backbone
+        if hasattr(self, "vocab_bias"):  # xlmr: tied to the input embeddings
+            return (lambda x: x), backbone.get_input_embeddings().weight, self.vocab_bias
         if hasattr(backbone, "cls"):
             predictions = backbone.cls.predictions
             return predictions.transform, predictions.decoder.weight, predictions.bias
@@ -362,6 +373,8 @@ class SparseEncoder(torch.nn.Module):
             torch.save(self.fc.state_dict(), path / "lrn_fc.pt")
         if self.output_ids is not None:
             (path / OUTPUT_VOCABULARY_FILE).write_text(json.dumps({"kept": self.output_ids.tolist()}))
+        if hasattr(self, "vocab_bias"):
+            torch.save(self.vocab_bias.detach().cpu(), path / "vocab_bias.pt")
         (path / "provenance.json").write_text(json.dumps(self.provenance, ensure_ascii=False, indent=2))
         (path / "windows.json").write_text(json.dumps(list(self.windows)))
 
@@ -370,6 +383,9 @@ class SparseEncoder(torch.nn.Module):
         loaded = self._auto_class().from_pretrained(str(path / "backbone"), local_files_only=True,
                                                     dtype=self.plan.load_dtype)
         self.backbone.load_state_dict(loaded.state_dict())
+        if hasattr(self, "vocab_bias"):
+            with torch.no_grad():
+                self.vocab_bias.copy_(torch.load(path / "vocab_bias.pt", weights_only=True, map_location="cpu"))
         if self.fc is not None:
             self.fc.load_state_dict(torch.load(path / "lrn_fc.pt", weights_only=True, map_location="cpu"))
         self.windows = self._read_windows(path) or self.windows

@@ -95,9 +95,15 @@ def load_tokenizer(
         found = packaged_tokenizer(model_id)
         if found is not None:
             return found
-    if not allow_stand_in:
-        raise FileNotFoundError(f"tokenizer {model_id!r} is neither in the local Hugging Face cache, nor reachable on "
-                                "the Hub, nor shipped by a known package")
+    from retrievers.model_loading import ScratchRefused, scratch_refusal
+
+    refusal = scratch_refusal()
+    if not allow_stand_in or refusal:
+        message = (f"tokenizer {model_id!r} is neither in the local Hugging Face cache, nor reachable on the Hub, nor "
+                   "shipped by a known package")
+        if refusal:
+            raise ScratchRefused(f"{message}; a stand-in is refused here ({refusal})")
+        raise FileNotFoundError(message)
     if train_texts is None:
         raise ValueError(f"{model_id!r} is not available locally; a stand-in needs train_texts to learn from")
     log.warning("tokenizer %s: no real copy found (path, HF cache, Hub, package); training a stand-in", model_id)

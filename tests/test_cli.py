@@ -61,3 +61,44 @@ def test_clear_errors(tmp_path, capsys):
     assert main(["run", "bm25-bert", "--dataset", "multicpr-ecom-pool", "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "--data-dir" in err and "corpus.partial.tsv" in err
+
+
+def _index_entries(cache, retriever):
+    return [p for p in (cache / "indexes").glob(f"demo-*/{retriever}-*") if p.is_dir()]
+
+
+def test_a_corrupt_cache_entry_is_named_and_rebuilt_never_served(tmp_path, isolated_cache, caplog):
+    out = tmp_path / "results"
+    assert main(["run", "bm25s-bert", "--dataset", "demo", "--output", str(out)]) == 0
+    (entry,) = _index_entries(isolated_cache, "bm25s-bert")
+    target = next(p for p in sorted((entry / "bm25s").glob("*")) if p.stat().st_size > 1000)
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the middle of an index file
+    target.write_bytes(bytes(data))
+    caplog.clear()
+    assert main(["run", "bm25s-bert", "--dataset", "demo", "--output", str(out)]) == 0
+    assert "corrupt" in caplog.text and target.name in caplog.text and "rebuilding" in caplog.text
+    first, second = (load_result(p) for p in find_results(out, "demo", "bm25s-bert"))
+    assert second["metrics"] == first["metrics"] and not second["index"]["reused"]
+
+    (entry / "bm25_meta.json").write_text("{broken")  # truncated json: also caught before anything is served
+    caplog.clear()
+    assert main(["run", "bm25s-bert", "--dataset", "demo", "--output", str(out)]) == 0
+    assert "bm25_meta.json" in caplog.text
+    assert load_result(find_results(out, "demo", "bm25s-bert")[-1])["metrics"] == first["metrics"]
+
+
+def test_two_runs_of_one_retriever_share_the_cache_entry_one_builds_one_reuses(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PROSPER_BENCH_CACHE": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "benchmark", "run", "bm25-bert", "--dataset", "demo", "--output",
+           str(tmp_path / "results")]
+    runs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    outcomes = [(p.wait(timeout=600), p.stderr.read()) for p in runs]
+    assert [code for code, _ in outcomes] == [0, 0], outcomes[0][1][-2000:] + outcomes[1][1][-2000:]
+    reused = sorted(load_result(p)["index"]["reused"] for p in find_results(tmp_path / "results", "demo", "bm25-bert"))
+    assert reused == [False, True]  # the second waited for the lock, then reused: no Lucene write.lock clash

@@ -124,3 +124,29 @@ def test_validation_ranks_each_positive_against_corpus_distractors(demo):
     assert validation_distractors(pairs, list(demo.corpus.values()), 2000, 0) == distractors  # seeded
     alone, among = _mrr(CharacterOverlap(), pairs), _mrr(CharacterOverlap(), pairs, distractors, chunk=300)
     assert among < alone - 0.1
+
+
+def test_a_paper_comparable_dataset_refuses_a_scratch_model(pool, monkeypatch, tmp_path, capsys):
+    """No silent toys: without the pretrained weights, `run prosper --dataset multicpr-ecom` names what is missing."""
+    import dataclasses
+
+    import benchmark.cli as cli
+
+    full = dataclasses.replace(pool, name="multicpr-ecom", corpus_label="full", comparable_to_paper=True)
+    monkeypatch.setattr(cli, "load_dataset", lambda *args, **kwargs: full)
+    code = cli.main(["run", "prosper", "--dataset", "multicpr-ecom", "--output", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1 and "Qwen/Qwen2.5-3B" in err and "--allow-scratch" in err and "model_path" in err
+    assert not list(tmp_path.rglob("*.json"))  # nothing trained, nothing written
+
+
+def test_no_verify_never_makes_a_partial_corpus_comparable(tmp_path, multicpr_dir):
+    from benchmark.data import load_dataset
+
+    ecom = tmp_path / "ecom"
+    ecom.mkdir()
+    for name in ("dev.query.txt", "qrels.dev.tsv"):
+        (ecom / name).write_bytes((multicpr_dir / "ecom" / name).read_bytes())
+    (ecom / "corpus.tsv").write_bytes((multicpr_dir / "ecom" / "corpus.partial.tsv").read_bytes())
+    dataset = load_dataset("multicpr-ecom", data_dir=tmp_path, with_train=False, verify=False, download=False)
+    assert len(dataset.corpus) == 2987 and not dataset.comparable_to_paper
