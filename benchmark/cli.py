@@ -9,8 +9,19 @@ import sys
 from pathlib import Path
 
 from benchmark.data import DataError, list_manifests, load_dataset
+from benchmark.registry import ConfigError
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "results"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _add_set_arg(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--all", action="store_true", help="run every registered retriever")
     _add_data_args(run)
     run.add_argument("--output", default=str(DEFAULT_OUTPUT), help="results folder (default: results/)")
-    run.add_argument("--k", type=int, default=1000, help="hits per query (default 1000)")
+    run.add_argument("--k", type=_positive_int, default=1000, help="hits per query (default 1000)")
     run.add_argument("--rebuild", action="store_true", help="rebuild indexes even when a cached one exists")
     run.add_argument("--allow-scratch", action="store_true",
                      help="on a dataset comparable with the paper, train a scratch model when the pretrained weights "
@@ -56,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="evaluate a TREC run file against a dataset's qrels")
     ev.add_argument("runfile")
+    ev.add_argument("--min-coverage", type=float, default=0.5,
+                    help="fail when the run has results for fewer than this share of the queries (default 0.5)")
     _add_data_args(ev)
 
     trade = sub.add_parser("tradeoff", help="sweep FLOPS weight, LFW size and query top-m; write result files")
@@ -64,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     trade.add_argument("--grid", help="sweep grid YAML (default: benchmark/configs/tradeoff.yaml)")
     trade.add_argument("--knobs", nargs="*", help="only these knobs (flops_scale, lfw, query_top_m)")
     trade.add_argument("--output", default=str(DEFAULT_OUTPUT / "tradeoff"))
-    trade.add_argument("--k", type=int, default=1000)
+    trade.add_argument("--k", type=_positive_int, default=1000)
     _add_set_arg(trade)
 
     plot = sub.add_parser("plot", help="plot MRR@10 against FLOPS and latency to PNG")
@@ -133,6 +146,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: unknown retriever(s) {unknown}; known: {', '.join(registry)}", file=sys.stderr)
         return 2
     overrides = parse_overrides(args.set)
+    for name in names:  # every key and value checked against the config dataclasses before any work
+        registry[name].build(overrides)
     dataset = _load(args, with_train=True)
     for note in dataset.notes if is_main() else ():
         print(f"[{dataset.name}] {note}")
@@ -187,8 +202,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from benchmark.evaluation import evaluate
     from benchmark.runfile import read_trec_run
 
+    path = Path(args.runfile)
+    if not path.is_file():
+        print(f"error: run file {path} does not exist", file=sys.stderr)
+        return 2
     dataset = _load(args, with_train=False)
-    metrics = evaluate(read_trec_run(Path(args.runfile)), dataset.qrels)
+    run = read_trec_run(path)
+    covered = sum(1 for q in dataset.qrels if run.get(q))
+    share = covered / len(dataset.qrels)
+    if share < args.min_coverage:
+        what = "none" if covered == 0 else f"only {covered:,}"
+        print(f"error: {path} ranks passages for {what} of the {len(dataset.qrels):,} queries of {dataset.name} "
+              f"({len(run):,} queries in the file): is it a run for another dataset? (--min-coverage "
+              f"{args.min_coverage} to evaluate it anyway; missing queries score 0)", file=sys.stderr)
+        return 1
+    if covered < len(dataset.qrels):
+        print(f"warning: {len(dataset.qrels) - covered:,} of {len(dataset.qrels):,} queries have no results in "
+              f"{path}; they score 0", file=sys.stderr)
+    metrics = evaluate(run, dataset.qrels)
     for name, value in metrics.items():
         print(f"{name:<26}{value:.4f}" if isinstance(value, float) else f"{name:<26}{value}")
     return 0
@@ -312,6 +343,10 @@ def main(argv: list[str] | None = None) -> int:
                 "explain": cmd_explain}
     try:
         return handlers[args.command](args)
-    except DataError as err:
+    except (DataError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: result files already written and finished indexes are kept; an interrupted training "
+              "resumes from its last finished epoch on the next run", file=sys.stderr)
+        return 130

@@ -28,13 +28,66 @@ class RetrieverSpec:
         return getattr(importlib.import_module(module), attr)
 
     def build(self, overrides: dict[str, Any] | None = None) -> Retriever:
+        """The retriever with its registered config and ``overrides``; a key or value that does not fit the config
+        dataclass (its name, its type) is a :class:`ConfigError` before anything is built."""
         cls = self.retriever_class()
         values = deep_merge(self.config, overrides or {})
-        known = {f.name for f in dataclasses.fields(cls.config_class)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{self.name}: unknown config keys {unknown}; {cls.config_class.__name__} has {sorted(known)}")
-        return cls(cls.config_class(**values))
+        checked = check_values(cls.config_class, values, where=self.name)
+        return cls(cls.config_class(**checked))
+
+
+class ConfigError(ValueError):
+    """A config key that does not exist, or a value of the wrong type: one line, naming the key and what fits."""
+
+
+def check_values(config_class: type, values: dict[str, Any], where: str, prefix: str = "") -> dict[str, Any]:
+    """``values`` checked against ``config_class``'s fields and types (nested dataclasses recursively); lists become
+    tuples where a tuple is declared, ints become floats where a float is."""
+    import difflib
+    import typing
+
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    hints = typing.get_type_hints(config_class)
+    checked = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+            raise ConfigError(f"{where}: unknown config key {name!r}{hint}; {config_class.__name__} keys: "
+                              f"{', '.join(sorted(fields))}")
+        expected = hints[key]
+        if dataclasses.is_dataclass(expected):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: {name} is a group of settings ({expected.__name__}); set its keys, e.g. "
+                                  f"--set {name}.{dataclasses.fields(expected)[0].name}=...")
+            checked[key] = check_values(expected, value, where, prefix=f"{name}.")
+        else:
+            checked[key] = _coerce(value, expected, name, where)
+    return checked
+
+
+def _coerce(value: Any, expected: Any, name: str, where: str) -> Any:
+    import types
+    import typing
+
+    options = typing.get_args(expected) if isinstance(expected, types.UnionType) else (expected,)
+    for option in options:
+        if option is type(None) and value is None:
+            return None
+        origin = typing.get_origin(option)
+        if origin is tuple and isinstance(value, list | tuple):
+            item = typing.get_args(option)[0]
+            if all(isinstance(v, item) and not isinstance(v, bool) for v in value):
+                return tuple(value)
+        elif option is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        elif option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        elif option in (bool, str) and isinstance(value, option):
+            return value
+    wanted = " or ".join("null" if o is type(None) else getattr(o, "__name__", str(o)) for o in options)
+    raise ConfigError(f"{where}: {name} expects {wanted}, got {value!r} ({type(value).__name__})")
 
 
 def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -54,12 +107,17 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     for item in items or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+            raise ConfigError(f"--set expects KEY=VALUE (e.g. --set train.epochs=1), got {item!r}")
         node = result
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item}: {part} was set to a value and cannot also have keys")
+        try:
+            node[leaf] = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {item}: the value is not valid YAML ({err.problem})") from err
     return result
 
 

@@ -102,3 +102,52 @@ def test_two_runs_of_one_retriever_share_the_cache_entry_one_builds_one_reuses(t
     assert [code for code, _ in outcomes] == [0, 0], outcomes[0][1][-2000:] + outcomes[1][1][-2000:]
     reused = sorted(load_result(p)["index"]["reused"] for p in find_results(tmp_path / "results", "demo", "bm25-bert"))
     assert reused == [False, True]  # the second waited for the lock, then reused: no Lucene write.lock clash
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["run", "prosper", "--set", "train.epocs=1"], "did you mean train.epochs"),
+    (["run", "prosper", "--set", "lfw_qery=64"], "did you mean lfw_query"),
+    (["run", "bm25-bert", "--set", "k1"], "KEY=VALUE"),
+    (["run", "bm25-bert", "--set", "k1=abc"], "k1 expects float, got 'abc'"),
+    (["run", "prosper", "--set", "train.epochs=abc"], "train.epochs expects int"),
+    (["run", "prosper", "--set", "train=3"], "group of settings"),
+    (["run", "prosper", "--set", "lfw_dynamic_query=[256, x]"], "lfw_dynamic_query expects tuple"),
+])
+def test_bad_settings_fail_in_one_line_before_any_work(argv, message, capsys, monkeypatch):
+    import benchmark.cli as cli
+
+    monkeypatch.setattr(cli, "load_dataset", lambda *a, **k: pytest.fail("the dataset was loaded before the check"))
+    assert main([*argv, "--dataset", "demo"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_k_below_one_is_refused(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "bm25-bert", "--dataset", "demo", "--k", "-5"])
+    assert exit_.value.code == 2 and "must be at least 1" in capsys.readouterr().err
+
+
+def test_eval_refuses_a_missing_empty_or_foreign_run(tmp_path, capsys):
+    assert main(["eval", str(tmp_path / "missing.trec"), "--dataset", "demo"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    empty = tmp_path / "empty.trec"
+    empty.write_text("")
+    assert main(["eval", str(empty), "--dataset", "demo"]) == 1
+    assert "none of the 400 queries" in capsys.readouterr().err
+    foreign = tmp_path / "foreign.trec"
+    foreign.write_text("".join(f"{200000 + i} Q0 {i} 1 1.0 x\n" for i in range(1000)))  # pool query ids
+    assert main(["eval", str(foreign), "--dataset", "demo"]) == 1
+    assert "another dataset" in capsys.readouterr().err
+
+
+def test_ctrl_c_prints_one_line_not_a_traceback(monkeypatch, capsys):
+    import benchmark.runner as runner
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_one", interrupted)
+    assert main(["run", "bm25s-bert", "--dataset", "demo"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert "interrupted" in err and "resumes" in err and "Traceback" not in err and len(err.splitlines()) == 1
