@@ -333,11 +333,23 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet_libraries() -> None:
+    """transformers' load reports and per-file progress bars are noise between this tool's own lines."""
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - a dependency
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     for noisy in ("bm25s", "jieba", "sentence_transformers", "transformers", "faiss"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    _quiet_libraries()
     handlers = {"list": cmd_list, "run": cmd_run, "eval": cmd_eval, "index-bench": cmd_index_bench,
                 "tradeoff": cmd_tradeoff, "plot": cmd_plot, "report": cmd_report, "check": cmd_check,
                 "explain": cmd_explain}

@@ -17,7 +17,7 @@ from benchmark.registry import RetrieverSpec
 from benchmark.results import environment, write_result
 from benchmark.runfile import write_trec_run
 from retrievers.base import Timer, config_hash, write_json_atomic
-from retrievers.cache import DONE, CacheCorrupt, entry_lock, seal, verify
+from retrievers.cache import DONE, CacheCorrupt, CacheUnsealed, entry_lock, seal, verify
 from retrievers.model_loading import refuse_scratch
 from retrievers.sharding import barrier, is_main, world
 
@@ -160,6 +160,9 @@ def _reopen(retriever, spec: RetrieverSpec, index_dir: Path) -> bool:
         log.info("%s: reusing %s", spec.name, index_dir)
         retriever.load(index_dir)
         saved = json.loads((index_dir / "index_stats.json").read_text())
+    except CacheUnsealed:
+        log.warning("%s: cached entry %s was built without checksums (an older prosper-bench); rebuilding it",
+                    spec.name, index_dir)
     except CacheCorrupt as err:
         log.warning("%s: cached entry is corrupt - %s; rebuilding it (checkpoints kept)", spec.name, err)
     except Exception as err:  # noqa: BLE001 - any failure to reopen means: rebuild, and say why
@@ -181,17 +184,16 @@ def _build(retriever, spec: RetrieverSpec, dataset: Dataset, fold: Fold, index_d
                 if child.name != "checkpoints":
                     shutil.rmtree(child) if child.is_dir() else child.unlink()
         index_dir.mkdir(parents=True, exist_ok=True)
-        if retriever.needs_training:
+    barrier()  # the other torchrun processes wait for rank 0's folder
+    if retriever.needs_training:  # every process trains: the trainer splits each batch across them (DDP)
+        if rank == 0:
             log.info("%s: training on %d queries (%s)", spec.name, len(fold.train_qrels), fold.name)
-            with Timer() as timer:
-                retriever.fit(fold.train_queries, fold.train_qrels, dataset.corpus, index_dir)
-            retriever.stats.train_time_s = timer.seconds
-    barrier()  # the other torchrun processes wait for rank 0's folder and model
-    if rank != 0:
-        if not retriever.shards_encoding:
-            return False  # this retriever indexes in one process: rank 0 does it alone
-        if retriever.needs_training:
-            retriever.load_model(index_dir / "model")
+        with Timer() as timer:
+            retriever.fit(fold.train_queries, fold.train_qrels, dataset.corpus, index_dir)
+        retriever.stats.train_time_s = timer.seconds
+    barrier()  # rank 0 has saved the model
+    if rank != 0 and not retriever.shards_encoding:
+        return False  # this retriever indexes in one process: rank 0 does it alone
     if world_size > 1 and retriever.shards_encoding:  # BM25 / Doc2Query index in rank 0 alone: nothing to record
         log.info("%s: rank %d of %d encoding its shard of %d passages", spec.name, rank, world_size,
                  len(dataset.corpus))
@@ -201,6 +203,7 @@ def _build(retriever, spec: RetrieverSpec, dataset: Dataset, fold: Fold, index_d
     if rank != 0:
         return False
     write_json_atomic(index_dir / "index_stats.json", {key: getattr(retriever.stats, key) for key in INDEX_STAT_FIELDS})
+    shutil.rmtree(index_dir / "checkpoints", ignore_errors=True)  # the model is saved; checkpoints only resumed
     seal(index_dir)
     return False
 

@@ -60,6 +60,10 @@ class CacheCorrupt(RuntimeError):
     """A cached file differs from what was written: a size or a hash, or a file missing."""
 
 
+class CacheUnsealed(CacheCorrupt):
+    """An entry finished before entries were sealed: nothing to check it against."""
+
+
 def _digest(path: Path) -> str:
     """xxh3-64 of the file: ~10 GB/s, so checking a 1M-passage index costs a fraction of a second."""
     import xxhash
@@ -93,6 +97,8 @@ def verify(folder: str | os.PathLike) -> None:
     import json
 
     folder = Path(folder)
+    if not (folder / MANIFEST).exists():
+        raise CacheUnsealed(f"{folder}: no {MANIFEST}")
     try:
         manifest = json.loads((folder / MANIFEST).read_text())["files"]
     except (OSError, ValueError, KeyError) as err:

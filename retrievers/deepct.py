@@ -34,7 +34,7 @@ from retrievers.bm25 import BM25Config, BM25Retriever
 from retrievers.hub import weights_digest
 from retrievers.impact_serving import ImpactRetriever
 from retrievers.model_loading import precision_plan, pretrained_or_scratch, training_preset
-from retrievers.sharding import encode_corpus
+from retrievers.sharding import encode_corpus, is_main
 from retrievers.tokenization import load_saved_tokenizer
 from retrievers.training import TrainConfig, paper_training, train, training_pairs
 
@@ -144,12 +144,20 @@ class DeepCTModel(torch.nn.Module):
         return torch.zeros(len(texts), self.vocab_size, device=ids.device).scatter_add(1, ids, mask)
 
     # -- trainer protocol ----------------------------------------------------------------------------------------
-    def training_loss(self, queries, passages, step, total_steps):
-        ids, mask, pred = self.token_weights(passages[:len(queries)])  # regression: hard negatives play no part
+    def forward(self, queries, passages) -> dict[str, torch.Tensor]:
+        """Per pair: squared error of the predicted term weights, token count and target sum (a regression: hard
+        negatives play no part, so only the batch's positives are read)."""
+        ids, mask, pred = self.token_weights(passages[:len(queries)])
         bags = self.query_vectors(queries) > 0
         target = torch.gather(bags.float(), 1, ids)  # 1 where the query contains the passage token
-        loss = ((pred - target) ** 2 * mask).sum() / mask.sum().clamp(min=1)
-        return loss, {"mse": float(loss.detach()), "target_mean": float((target * mask).sum() / mask.sum())}
+        mask = mask.float()
+        return {"q_sse": ((pred - target) ** 2 * mask).sum(1), "q_tokens": mask.sum(1),
+                "q_target": (target * mask).sum(1)}
+
+    def batch_loss(self, reps, targets, step, total_steps):
+        tokens = reps["q_tokens"].sum().clamp(min=1)
+        loss = reps["q_sse"].sum() / tokens
+        return loss, {"mse": float(loss.detach()), "target_mean": float(reps["q_target"].sum() / tokens)}
 
     def score_pairs(self, queries, passages):
         return self.query_vectors(queries) @ self.doc_vectors(passages).T
@@ -196,7 +204,8 @@ class DeepCTRetriever(ImpactRetriever):
         train_config, preset = training_preset(self.config, self.model.provenance["kind"])
         summary = train(self.model, pairs, train_config, Path(work_dir) / "checkpoints",
                         corpus_passages=list(corpus.values()))
-        self.model.save(Path(work_dir) / "model")
+        if is_main():  # under torchrun every process trained the same model
+            self.model.save(Path(work_dir) / "model")
         self._provenance.update({"model": self.model.provenance, "training": {"preset": preset, **summary}})
 
     def load_model(self, model_dir: Path) -> None:

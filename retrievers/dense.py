@@ -41,8 +41,8 @@ from retrievers.base import (
 )
 from retrievers.hub import weights_digest
 from retrievers.model_loading import precision_plan, pretrained_or_scratch, training_preset
-from retrievers.sharding import encode_corpus
-from retrievers.training import TrainConfig, paper_training, train, training_pairs
+from retrievers.sharding import encode_corpus, is_main
+from retrievers.training import TrainConfig, info_nce, paper_training, train, training_pairs
 
 BGE_ZH_INSTRUCTION = "为这个句子生成表示以用于检索相关文章："
 
@@ -88,14 +88,13 @@ class DenseConfig:
 
 
 class DenseEncoder(torch.nn.Module):
-    """A SentenceTransformer plus its loss; implements the shared trainer's protocol."""
+    """A SentenceTransformer (model and pooling modules) under the shared trainer's protocol; its loss is the
+    trainer's InfoNCE, as sentence-transformers' MultipleNegativesRankingLoss computes it (scale x similarity)."""
 
     def __init__(self, config: DenseConfig, model_dir: str | None = None, texts: Sequence[str] | None = None,
                  work_dir: Path | None = None):
         super().__init__()
         from sentence_transformers import SentenceTransformer
-        from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-        from sentence_transformers.util import cos_sim, dot_score
 
         self.config = config
         self.device_ = torch_device(config.device)
@@ -108,8 +107,6 @@ class DenseEncoder(torch.nn.Module):
             self.st, self.provenance = self._build(texts, work_dir)
         if config.gradient_checkpointing:
             self.st[0].auto_model.gradient_checkpointing_enable()
-        similarity = cos_sim if config.normalize else dot_score
-        self.loss = MultipleNegativesRankingLoss(self.st, scale=config.similarity_scale, similarity_fct=similarity)
 
     def _build(self, texts, work_dir):
         from sentence_transformers import SentenceTransformer
@@ -147,7 +144,9 @@ class DenseEncoder(torch.nn.Module):
                           intermediate_size=preset.intermediate_size,
                           max_position_embeddings=max(128, self.config.max_length + 2))
         torch.manual_seed(self.config.train.seed)
-        folder = Path(work_dir) / "scratch-init"
+        from retrievers.sharding import world
+
+        folder = Path(work_dir) / f"scratch-init-{world()[0]}"  # one per torchrun process: no two writers
         BertModel(bert).save_pretrained(str(folder))
         tokenizer.hf.save_pretrained(str(folder))
         provenance = {"model_id": self.config.model_id, "kind": "scratch", "architecture": "bert",
@@ -166,11 +165,16 @@ class DenseEncoder(torch.nn.Module):
     def passage_texts(self, passages: Sequence[str]) -> list[str]:
         return [self.config.passage_prefix + p for p in passages]
 
-    def training_loss(self, queries, passages, step, total_steps):
+    def forward(self, queries: Sequence[str], passages: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Embeddings of a training batch (the trainer gathers them across processes before the loss)."""
         with self.plan.autocast(self.device_):
-            loss = self.loss([self._features(self.query_texts(queries)),
-                              self._features(self.passage_texts(passages))], None)
-        return loss.float(), {}
+            q = self.st(self._features(self.query_texts(queries)))["sentence_embedding"]
+            d = self.st(self._features(self.passage_texts(passages)))["sentence_embedding"]
+        return {"q": q.float(), "d": d.float()}
+
+    def batch_loss(self, reps, targets, step, total_steps):
+        """InfoNCE over in-batch negatives: scale x dot product (cosine when the model normalises)."""
+        return info_nce(reps["q"], reps["d"], targets, scale=self.config.similarity_scale), {}
 
     def encode(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         """Vectors of ``texts`` as given (callers add the query instruction / passage prefix), float32."""
@@ -244,7 +248,8 @@ class DenseRetriever(Retriever):
         train_config, preset = training_preset(self.config, self.encoder.provenance["kind"])
         summary = {"preset": preset, **train(self.encoder, pairs, train_config, Path(work_dir) / "checkpoints",
                                              corpus_passages=list(corpus.values()))}
-        self.encoder.save(Path(work_dir) / "model")
+        if is_main():  # under torchrun every process trained the same model
+            self.encoder.save(Path(work_dir) / "model")
         self._provenance["model"] = self.encoder.provenance
         self._provenance["training"] = summary
         self._provenance["compute"] = {**device_provenance(self.encoder.device_), **self.encoder.plan.describe()}

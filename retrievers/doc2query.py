@@ -23,6 +23,7 @@ from retrievers.base import Retriever, Run, device_provenance, nested_from_dicts
 from retrievers.bm25 import BM25Config, BM25Retriever
 from retrievers.hub import weights_digest
 from retrievers.model_loading import precision_plan, pretrained_or_scratch, training_preset
+from retrievers.sharding import is_main
 from retrievers.tokenization import load_saved_tokenizer
 from retrievers.training import TrainConfig, train, training_pairs
 
@@ -113,13 +114,20 @@ class QueryGenerator(torch.nn.Module):
         return self.tokenizer(list(passages), padding=True, truncation=True, max_length=self.config.max_length,
                               return_tensors="pt").to(self.model.device)
 
-    def training_loss(self, queries, passages, step, total_steps):
-        inputs = self._inputs(passages[:len(queries)])  # generation: hard negatives play no part
+    def forward(self, queries, passages) -> dict[str, torch.Tensor]:
+        """Per pair: the summed token negative log-likelihood of the query given its passage, and its token count
+        (generation: hard negatives play no part)."""
+        inputs = self._inputs(passages[:len(queries)])
         labels = self.tokenizer(list(queries), padding=True, truncation=True, max_length=self.config.max_query_length,
                                 return_tensors="pt")["input_ids"].to(self.model.device)
         labels[labels == self.tokenizer.pad_token_id] = -100
         with self.plan.autocast(self.model.device):
-            loss = self.model(**inputs, labels=labels).loss.float()
+            logits = self.model(**inputs, labels=labels).logits.float()
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
+        return {"q_nll": nll.sum(1), "q_tokens": (labels != -100).sum(1).float()}
+
+    def batch_loss(self, reps, targets, step, total_steps):
+        loss = reps["q_nll"].sum() / reps["q_tokens"].sum().clamp(min=1)  # = the model's own mean token loss
         return loss, {"nll": float(loss.detach())}
 
     def score_pairs(self, queries, passages):  # only used with validation pairs, which this model does not need
@@ -174,7 +182,8 @@ class Doc2QueryRetriever(Retriever):
         self._provenance["compute"] = {**device_provenance(device), **self.generator.plan.describe()}
         train_config, preset = training_preset(self.config, self.generator.provenance["kind"])
         summary = train(self.generator, pairs, train_config, Path(work_dir) / "checkpoints")
-        self.generator.save(Path(work_dir) / "model")
+        if is_main():  # under torchrun every process trained the same model
+            self.generator.save(Path(work_dir) / "model")
         self._provenance.update({"model": self.generator.provenance, "training": {"preset": preset, **summary}})
 
     def index(self, corpus: Mapping[str, str], index_dir: Path) -> None:

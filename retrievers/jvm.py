@@ -45,9 +45,44 @@ def ensure_jvm() -> None:
             configure_classpath(jar_dir)
             options = [o for o in jnius_config.get_options() if "jdk.incubator.vector" not in o]
             # Java 24+ warns on every start that Lucene uses sun.misc.Unsafe; the option silences only that warning.
-            jnius_config.set_options(*options, "--sun-misc-unsafe-memory-access=allow")
+            jnius_config.set_options(*options, "--sun-misc-unsafe-memory-access=allow", *_quiet_logging_options())
         import jnius  # noqa: F401  (starts the JVM with the options above)
         _ready = True
+
+
+LOG4J2 = """status = error
+appender.err.type = Console
+appender.err.name = STDERR
+appender.err.target = SYSTEM_ERR
+appender.err.layout.type = PatternLayout
+appender.err.layout.pattern = %d{HH:mm:ss} %-5level [java] %c{1} - %msg%n
+rootLogger.level = warn
+rootLogger.appenderRef.err.ref = STDERR
+"""
+JUL = """handlers = java.util.logging.ConsoleHandler
+.level = WARNING
+java.util.logging.ConsoleHandler.level = WARNING
+org.apache.lucene.store.MMapDirectory.level = SEVERE
+"""
+
+
+def _quiet_logging_options() -> list[str]:
+    """JVM options that keep stdout for results: Anserini's log4j2 and Lucene's java.util.logging at WARN on stderr.
+
+    Without them Anserini prints its INFO lines on stdout (inside the run's summary table), Lucene warns about the
+    Java version on every index it opens ("running with Java 22 or later": a note for Lucene's developers, not for a
+    user), and SLF4J announces its provider.
+    """
+    from retrievers.cache import cache_dir
+
+    folder = cache_dir() / "jvm"
+    folder.mkdir(parents=True, exist_ok=True)
+    log4j2, jul = folder / "log4j2.properties", folder / "logging.properties"
+    for path, text in ((log4j2, LOG4J2), (jul, JUL)):
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+    return [f"-Dlog4j2.configurationFile={log4j2}", f"-Dlog4j.configurationFile={log4j2}",
+            f"-Djava.util.logging.config.file={jul}", "-Dslf4j.internal.verbosity=WARN"]
 
 
 def _java_is_recent(java_home: str) -> bool:

@@ -10,8 +10,8 @@ a contiguous 1/N of the corpus, and rank 0 joins the shards in corpus order, bui
 writes the one result file. Without ``torchrun`` (``WORLD_SIZE`` unset) everything here is a no-op and one process
 does it all.
 
-Shards travel through files in the index folder rather than collective ops: any backend works (the process group is
-gloo and only used for barriers, so no NCCL gather of hundreds of MB), and the folder is on the node's own disk.
+Shards travel through files in the index folder rather than collective ops (no NCCL gather of hundreds of MB), and the
+folder is on the node's own disk. Training under the same ``torchrun`` is data-parallel (``retrievers/training.py``).
 Encoding is per passage, so the joined matrix equals a one-process encoding up to floating-point batch effects.
 """
 
@@ -32,15 +32,28 @@ import scipy.sparse as sp
 BARRIER_TIMEOUT = timedelta(hours=float(os.environ.get("PROSPER_BENCH_BARRIER_HOURS", "48")))
 
 
+_barrier_group = None
+
+
 def world() -> tuple[int, int]:
-    """(rank, world size); joins the process group on first use when ``torchrun`` started several processes."""
+    """(rank, world size); joins the process group on first use when ``torchrun`` started several processes.
+
+    Collectives on CPU tensors run on gloo, on CUDA tensors on NCCL (training's gathers and gradient all-reduce);
+    barriers run on a gloo group of their own with a long timeout (rank 0 may validate or index for a long while).
+    """
+    global _barrier_group
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size == 1:
         return 0, 1
+    import torch
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group("gloo", timeout=BARRIER_TIMEOUT)
+        cuda = torch.cuda.is_available()
+        if cuda:
+            torch.cuda.set_device(local_rank() % torch.cuda.device_count())
+        dist.init_process_group("cpu:gloo,cuda:nccl" if cuda else "gloo", timeout=BARRIER_TIMEOUT)
+        _barrier_group = dist.new_group(backend="gloo", timeout=BARRIER_TIMEOUT)
     return dist.get_rank(), dist.get_world_size()
 
 
@@ -52,7 +65,7 @@ def barrier() -> None:
     if world()[1] > 1:
         import torch.distributed as dist
 
-        dist.barrier()
+        dist.barrier(group=_barrier_group)
 
 
 def local_rank() -> int:

@@ -40,6 +40,7 @@ from retrievers.base import device_provenance, nested_from_dicts, torch_device
 from retrievers.hub import weights_digest
 from retrievers.impact_serving import ImpactRetriever
 from retrievers.model_loading import precision_plan, pretrained_or_scratch, training_preset
+from retrievers.sharding import is_main
 from retrievers.tokenization import VocabularySubset, load_saved_tokenizer, readable_token
 from retrievers.training import TrainConfig, info_nce, paper_training, quadratic_warmup, train, training_pairs
 
@@ -337,27 +338,38 @@ class SparseEncoder(torch.nn.Module):
         return weights, basic, active
 
     # -- trainer protocol ------------------------------------------------------------------------------------------
-    def training_loss(self, queries, passages, step, total_steps):
+    def forward(self, queries: Sequence[str], passages: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Training representations of a batch (the trainer gathers them across processes before the loss)."""
         q, wq, q_active = self._represent(queries, "query", for_training=True)
         d, wd, d_active = self._represent(passages, "doc", for_training=True)
-        if self.config.lfw_dynamic:
-            self._update_dynamic_windows(q_active, d_active)
-        nq, nd = ops.normalise(q, d, self.config.normalisation)
-        rank = info_nce(nq, nd)
+        return {"q": q, "q_basic": wq, "q_active": q_active, "d": d, "d_basic": wd, "d_active": d_active}
+
+    def batch_loss(self, reps, targets, step, total_steps):
+        """InfoNCE on the windowed weights (normalised as configured) + the FLOPS regulariser on the basic ones."""
+        if self.config.lfw_dynamic:  # applied after the optimizer step: a GradCache re-encoding must see the same
+            self._pending_windows = self._next_windows(reps["q_active"], reps["d_active"])
+        nq, nd = ops.normalise(reps["q"], reps["d"], self.config.normalisation)
+        rank = info_nce(nq, nd, targets)
         warm = self.config.flops_warmup_epochs / max(self.train_config.epochs, 1e-9)
         lam = quadratic_warmup(step, total_steps, warm)
-        reg = lam * (self.config.lambda_q * ops.flops(wq) + self.config.lambda_d * ops.flops(wd))
+        reg = lam * (self.config.lambda_q * ops.flops(reps["q_basic"]) +
+                     self.config.lambda_d * ops.flops(reps["d_basic"]))
         return rank + reg, {"rank": float(rank.detach()), "flops_reg": float(reg.detach()),
-                            "q_active": float((q > 0).sum(1).float().mean()),
-                            "d_active": float((d > 0).sum(1).float().mean())}
+                            "q_active": float((reps["q"] > 0).sum(1).float().mean()),
+                            "d_active": float((reps["d"] > 0).sum(1).float().mean())}
 
-    def _update_dynamic_windows(self, q_active: torch.Tensor, d_active: torch.Tensor) -> None:
+    def after_step(self) -> None:
+        pending = getattr(self, "_pending_windows", None)
+        if pending is not None:
+            self.windows, self._pending_windows = pending, None
+
+    def _next_windows(self, q_active: torch.Tensor, d_active: torch.Tensor) -> tuple[int, int]:
         """Dynamic LFW on the batch's active-term counts taken before windowing (see ``ops.dynamic_window``)."""
         cfg = self.config
         wq = self.windows[0] if self.windows[0] in cfg.lfw_dynamic_query else cfg.lfw_dynamic_query[0]
         wd = self.windows[1] if self.windows[1] in cfg.lfw_dynamic_doc else cfg.lfw_dynamic_doc[0]
-        self.windows = (ops.dynamic_window(q_active, tuple(cfg.lfw_dynamic_query), wq),
-                        ops.dynamic_window(d_active, tuple(cfg.lfw_dynamic_doc), wd))
+        return (ops.dynamic_window(q_active, tuple(cfg.lfw_dynamic_query), wq),
+                ops.dynamic_window(d_active, tuple(cfg.lfw_dynamic_doc), wd))
 
     def score_pairs(self, queries, passages):
         q, _ = self.represent(queries, "query")
@@ -443,7 +455,8 @@ class SparseRetriever(ImpactRetriever):
         self._provenance["compute"] = {**device_provenance(device), **self.encoder.plan.describe()}
         summary = train(self.encoder, pairs, train_config, Path(work_dir) / "checkpoints",
                         corpus_passages=list(corpus.values()))
-        self.encoder.save(Path(work_dir) / "model")
+        if is_main():  # under torchrun every process trained the same model
+            self.encoder.save(Path(work_dir) / "model")
         self._provenance.update({"model": self.encoder.provenance, "training": {"preset": preset, **summary}})
 
     def encode(self, texts: list[str], side: str) -> sp.csr_matrix:

@@ -98,8 +98,11 @@ def test_two_runs_of_one_retriever_share_the_cache_entry_one_builds_one_reuses(t
            str(tmp_path / "results")]
     runs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for _ in range(2)]
-    outcomes = [(p.wait(timeout=600), p.stderr.read()) for p in runs]
-    assert [code for code, _ in outcomes] == [0, 0], outcomes[0][1][-2000:] + outcomes[1][1][-2000:]
+    outcomes = [(p.wait(timeout=600), p.stderr.read(), p.stdout.read()) for p in runs]
+    assert [code for code, _, _ in outcomes] == [0, 0], outcomes[0][1][-2000:] + outcomes[1][1][-2000:]
+    for _, err, out in outcomes:  # stdout carries results only; the JVM speaks on stderr, at WARN
+        assert "INFO" not in out and "SLF4J" not in out and "MRR@10" in out
+        assert "Java 22" not in err and "SLF4J(I)" not in err
     reused = sorted(load_result(p)["index"]["reused"] for p in find_results(tmp_path / "results", "demo", "bm25-bert"))
     assert reused == [False, True]  # the second waited for the lock, then reused: no Lucene write.lock clash
 

@@ -168,18 +168,22 @@ def test_torchrun_shards_the_corpus_encoding_and_rank_0_alone_writes_the_result(
     _, single = tiny_run
     out = tmp_path / "results"
     env = {**os.environ, "PROSPER_BENCH_CACHE": str(tmp_path / "cache")}
+    # 2 processes x batch 16 = the single-process run's batch of 32: the same training (DDP, gathered negatives)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "benchmark", "run", "prosper", "--dataset", "demo", "--output", str(out), *TINY]
+           "-m", "benchmark", "run", "prosper", "--dataset", "demo", "--output", str(out), *TINY,
+           "--set", "train.batch_size=16"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("MRR@10") == 1  # one summary table: rank 1 prints nothing
     (path,) = find_results(out, "demo", "prosper")
     payload = load_result(path)
     assert payload["provenance"]["compute"]["encoding_processes"] == 2
+    training = payload["provenance"]["training"]
+    assert training["processes"] == 2 and training["global_batch"] == 32
     assert payload["cost"]["extra"]["active_doc_dims"] == pytest.approx(single["cost"]["extra"]["active_doc_dims"],
                                                                         rel=1e-3)
     assert payload["metrics"]["MRR@10"] == pytest.approx(single["metrics"]["MRR@10"], abs=0.005)
-    index_dirs = list((tmp_path / "cache" / "indexes").glob("demo-*/prosper-*"))
+    index_dirs = [p for p in (tmp_path / "cache" / "indexes").glob("demo-*/prosper-*") if p.is_dir()]
     assert len(index_dirs) == 1 and not (index_dirs[0] / "shards").exists()
 
 
