@@ -105,7 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("name", help="a learned sparse retriever (see 'list'), trained by 'run' on --dataset")
     explain.add_argument("text", nargs="+", help="query or passage text")
     explain.add_argument("--side", choices=("query", "doc"), default="query")
-    explain.add_argument("--top", type=int, default=20)
+    explain.add_argument("--top", type=_positive_int, default=20)
+    explain.add_argument("--train", action="store_true",
+                         help="train (and index) the model now when 'run' has not built it yet")
     _add_set_arg(explain)
     _add_data_args(explain)
     return parser
@@ -314,14 +316,20 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from benchmark.registry import load_registry, parse_overrides
-    from benchmark.runner import trained_retriever
+    from benchmark.runner import NotTrained, trained_retriever
 
     registry = load_registry()
     if args.name not in registry:
         print(f"error: unknown retriever {args.name!r}", file=sys.stderr)
         return 2
+    overrides = parse_overrides(args.set)
+    registry[args.name].build(overrides)  # settings checked before the data is read
     dataset = _load(args, with_train=True)
-    retriever = trained_retriever(registry[args.name], dataset, parse_overrides(args.set))
+    try:
+        retriever = trained_retriever(registry[args.name], dataset, overrides, build_if_missing=args.train)
+    except NotTrained as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     if not hasattr(retriever, "explain"):
         print(f"error: {args.name} has no term view (only learned sparse retrievers do)", file=sys.stderr)
         return 2

@@ -222,10 +222,16 @@ def _combine_costs(per_fold: list[dict[str, Any]]) -> dict[str, Any]:
     return combined
 
 
-def trained_retriever(spec: RetrieverSpec, dataset: Dataset, overrides: dict[str, Any] | None = None):
-    """The retriever as ``run`` leaves it (trained and indexed; reopened from the cache, or built now).
+class NotTrained(RuntimeError):
+    """The retriever has no cached model for this dataset and config, and building one was not asked for."""
 
-    Under the pool protocol this is the first fold's model.
+
+def trained_retriever(spec: RetrieverSpec, dataset: Dataset, overrides: dict[str, Any] | None = None,
+                      build_if_missing: bool = False):
+    """The retriever as ``run`` leaves it (trained and indexed), reopened from the cache.
+
+    Under the pool protocol this is the first fold's model. Training can take minutes to hours, so a missing model is
+    a :class:`NotTrained` error naming the command that builds it, unless ``build_if_missing``.
     """
     retriever = spec.build(overrides)
     root = index_dir_for(spec, dataset, config_hash(retriever.config, exclude=type(retriever).search_fields))
@@ -233,5 +239,19 @@ def trained_retriever(spec: RetrieverSpec, dataset: Dataset, overrides: dict[str
         _, folds = training_folds(dataset)
     else:
         folds = [Fold("all", {}, {}, [])]
-    _fit_and_index(retriever, spec, dataset, folds[0], root if len(folds) == 1 else root / folds[0].name, True)
+    index_dir = root if len(folds) == 1 else root / folds[0].name
+    if not (index_dir / DONE).exists() and not build_if_missing:
+        what = "trained" if retriever.needs_training else "indexed"
+        sets = "".join(f" --set {k}" for k in _flat(overrides or {}))
+        raise NotTrained(f"{spec.name} is not {what} on {dataset.name} with this config yet: run "
+                         f"'python -m benchmark run {spec.name} --dataset {dataset.name}{sets}' first, or pass "
+                         f"--train to build it now (training shows its progress)")
+    _fit_and_index(retriever, spec, dataset, folds[0], index_dir, True)
     return retriever
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key, value in tree.items():
+        out += _flat(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}={value}"]
+    return out

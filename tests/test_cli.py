@@ -154,3 +154,25 @@ def test_ctrl_c_prints_one_line_not_a_traceback(monkeypatch, capsys):
     assert main(["run", "bm25s-bert", "--dataset", "demo"]) == 130
     err = capsys.readouterr().err.strip()
     assert "interrupted" in err and "resumes" in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_explain_never_trains_silently(capsys, isolated_cache):
+    assert main(["explain", "splade", "华为 手机", "--dataset", "demo", "--set", "train.epochs=1"]) == 1
+    err = capsys.readouterr().err
+    assert "not trained on demo" in err and "python -m benchmark run splade --dataset demo --set train.epochs=1" in err
+    assert "--train" in err and not _index_entries(isolated_cache, "splade")
+
+
+def test_committed_artefacts_are_not_ignored_and_run_files_are():
+    """report/plot/check write these tracked files on purpose; .gitignore must agree (TREC runs are never committed)."""
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    committed = ["results/REPORT.md", "results/leaderboard.yaml", "results/plots/demo-tradeoff.png",
+                 "results/demo/prosper/x.json", "results/index-bench/x.md"]
+    ignored = ["results/demo/prosper/x.trec", "data/corpus.tsv"]
+    check = subprocess.run(["git", "check-ignore", *committed, *ignored], cwd=repo, capture_output=True, text=True)
+    if check.returncode == 128:
+        pytest.skip("not a git checkout")
+    assert sorted(check.stdout.split()) == sorted(ignored)
