@@ -59,6 +59,7 @@ class TrainConfig:
     hard_negatives: bool = False  # add one BM25 hard negative per query to the batch (SPLADE-v2 style)
     hard_negative_depth: int = 30  # sampled from the BM25 top-n, positives excluded
     grad_cache_chunk: int = 0  # > 0: encode each batch in chunks of this many queries (GradCache); 0: in one pass
+    max_pairs: int = 0  # > 0: train on the first this many (shuffled) pairs only - smoke tests, quick looks
 
 
 def paper_training() -> TrainConfig:
@@ -227,6 +228,8 @@ def train(model: Trainable, pairs: list[tuple[str, str]], config: TrainConfig, w
     rng.shuffle(pairs)
     n_val = min(config.validation_pairs, len(pairs) // 5)
     validation, pairs = pairs[:n_val], pairs[n_val:]
+    if config.max_pairs > 0:
+        pairs = pairs[:config.max_pairs]
     distractors = validation_distractors(validation, corpus_passages, config.validation_candidates, config.seed)
     global_batch = config.batch_size * size
     steps_per_epoch = len(_batches(pairs, global_batch, random.Random(0)))

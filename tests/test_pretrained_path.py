@@ -1,0 +1,116 @@
+"""The path a paper-reproducing user takes: pretrained weights from a save_pretrained folder or the HF cache.
+
+No real weights can be downloaded here, so tiny checkpoints of the *real architectures* stand in (Qwen2ForCausalLM,
+BertForMaskedLM, BertModel, T5ForConditionalGeneration), saved by ``save_pretrained`` in bf16 and fp32 with the real
+tokenizers. Each goes through ``python -m benchmark run ... --set model_path=DIR``: train 1 epoch -> index -> search
+-> evaluate, and the result file must say ``pretrained``, name the folder and its weights' sha256, and the preset.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmark.cli import main
+from benchmark.results import find_results, load_result
+from benchmark.runfile import read_trec_run
+
+pytestmark = pytest.mark.slow
+TINY = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+QUICK = ["--set", "train_pretrained.epochs=1", "--set", "train_pretrained.batch_size=16",
+         "--set", "train_pretrained.max_pairs=48", "--set", "train_pretrained.validation_pairs=0"]
+FEW = ["--set", "latency_queries=5"]
+
+
+def _save(model, tokenizer, folder: Path, dtype: torch.dtype) -> Path:
+    model.to(dtype).save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    from transformers import (
+        BertConfig,
+        BertForMaskedLM,
+        BertModel,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+        T5Config,
+        T5ForConditionalGeneration,
+    )
+
+    from retrievers.tokenization import load_tokenizer
+
+    root = tmp_path_factory.mktemp("checkpoints")
+    qwen_tok, bert_tok = load_tokenizer("Qwen/Qwen2.5-3B").hf, load_tokenizer("bert-base-chinese").hf
+    torch.manual_seed(0)
+    qwen = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(qwen_tok), num_key_value_heads=1, tie_word_embeddings=True,
+                                        max_position_embeddings=256, pad_token_id=qwen_tok.pad_token_id, **TINY))
+    bert_cfg = BertConfig(vocab_size=len(bert_tok), max_position_embeddings=256, **TINY)
+    t5 = T5ForConditionalGeneration(T5Config(vocab_size=len(bert_tok), d_model=16, d_kv=8, d_ff=32, num_layers=1,
+                                             num_heads=2, pad_token_id=0, eos_token_id=102, decoder_start_token_id=0))
+    return {
+        "qwen-bf16": _save(qwen, qwen_tok, root / "qwen-bf16", torch.bfloat16),
+        "qwen-fp32": _save(qwen, qwen_tok, root / "qwen-fp32", torch.float32),
+        "bert-mlm-bf16": _save(BertForMaskedLM(bert_cfg), bert_tok, root / "bert-mlm-bf16", torch.bfloat16),
+        "bert-fp32": _save(BertModel(bert_cfg), bert_tok, root / "bert-fp32", torch.float32),
+        "t5-bf16": _save(t5, bert_tok, root / "t5-bf16", torch.bfloat16),
+    }
+
+
+CASES = [
+    ("prosper", "qwen-bf16", FEW),
+    ("sp-qwen", "qwen-fp32", [*FEW, "--set", "output_vocabulary=seen"]),  # max pooling: the demo's terms only
+    ("prosper-bidir", "qwen-bf16", FEW),
+    ("prosper-echo", "qwen-fp32", FEW),
+    ("prosper", "qwen-bf16", [*FEW, "--set", "precision=bf16"]),  # bf16 weights throughout: heads follow, numpy fp32
+    ("splade", "bert-mlm-bf16", [*FEW, "--set", "output_vocabulary=seen"]),
+    ("deepct", "bert-fp32", FEW),
+    ("dpr", "bert-fp32", FEW),
+    ("doc2query", "t5-bf16", ["--set", "bm25.backend=bm25s", "--set", "bm25.latency_queries=5", "--set", "n_samples=1",
+                              "--set", "max_query_length=6"]),
+]
+
+
+@pytest.mark.parametrize(("name", "checkpoint", "extra"), CASES, ids=[f"{c[0]}-{c[1]}{'-x' if c[2] else ''}" for c in CASES])
+def test_a_save_pretrained_folder_runs_end_to_end(name, checkpoint, extra, checkpoints, tmp_path):
+    folder = checkpoints[checkpoint]
+    args = ["run", name, "--dataset", "demo", "--output", str(tmp_path), "--set", f"model_path={folder}", *QUICK, *extra]
+    assert main(args) == 0
+    (path,) = find_results(tmp_path, "demo", name)
+    payload = load_result(path)
+    model = payload["provenance"]["model"]
+    assert model["kind"] == "pretrained" and model["source"] == "path" and model["path"] == str(folder)
+    assert model["weights_sha256"] and all(len(v) == 64 for v in model["weights_sha256"].values())
+    assert payload["provenance"]["training"]["preset"] == "pretrained"
+    assert payload["retriever"]["config"]["train_pretrained"]["epochs"] == 1
+    run = read_trec_run(path.with_suffix(".trec"))
+    scores = [s for hits in run.values() for _, s in hits]
+    assert scores and all(math.isfinite(s) for s in scores)
+    assert 0.0 <= payload["metrics"]["MRR@10"] <= 1.0
+
+
+def test_a_hugging_face_cache_snapshot_is_found_by_model_id(checkpoints, tmp_path):
+    """A model in HF_HOME's hub cache (refs/main -> snapshots/<commit>/) loads by its id, with no path given."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hf" / "hub" / "models--tiny-org--tiny-qwen2"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    snapshot.parent.mkdir(parents=True)
+    os.symlink(checkpoints["qwen-bf16"], snapshot, target_is_directory=True)
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1",
+           "PROSPER_BENCH_CACHE": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "benchmark", "run", "prosper", "--dataset", "demo", "--output", str(tmp_path / "out"),
+           "--set", "model_id=tiny-org/tiny-qwen2", *QUICK, *FEW]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    model = load_result(find_results(tmp_path / "out", "demo", "prosper")[0])["provenance"]["model"]
+    assert model["kind"] == "pretrained" and model["source"] == "hf-cache" and model["snapshot"] == commit
