@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -285,7 +286,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     from benchmark.leaderboard import LEADERBOARD_FILE, load_leaderboard, run_check
     from benchmark.registry import load_registry
     from benchmark.runner import run_one
-    from retrievers.base import config_hash
     from retrievers.cache import temporary_cache
 
     board = load_leaderboard(Path(args.leaderboard) if args.leaderboard else LEADERBOARD_FILE)
@@ -304,12 +304,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         _, payload = run_one(registry[entry.retriever], loaded[entry.dataset], output)
         return payload
 
-    def registered_hash(name: str) -> str:
-        return config_hash(registry[name].build().config) if name in registry else "-"
+    def registered_config(name: str) -> dict:
+        return dataclasses.asdict(registry[name].build().config) if name in registry else {}
 
     cache = contextlib.nullcontext() if args.reuse_cache else temporary_cache("prosper-bench-check-cache-")
     with cache:
-        counts = run_check(board, datasets, Path(args.results), rerun, registered_hash, load_ok,
+        counts = run_check(board, datasets, Path(args.results), rerun, registered_config, load_ok,
                            Path(args.output) if args.output else None)
     return 1 if counts["fail"] else 0
 

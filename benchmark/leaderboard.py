@@ -112,10 +112,25 @@ def compare(entry: Entry, payload: dict[str, Any]) -> list[tuple[str, float, flo
     return rows
 
 
-def newest_result_of_config(results: Path, dataset: str, retriever: str, config_hash: str) -> Path | None:
-    """The newest result file of ``retriever`` on ``dataset`` whose config hash is ``config_hash``."""
-    matching = [p for p in find_results(results, dataset, retriever) if p.stem.split("-")[1:2] == [config_hash]]
-    return matching[-1] if matching else None
+#: Config fields that cannot change a result's metrics: how an exact index is searched, how many queries are timed,
+#: where the model ran. A result of the registered config with another value here is still a result of that config.
+NON_RESULT_FIELDS = ("algorithm", "latency_queries", "device")
+
+
+def result_config(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in NON_RESULT_FIELDS}
+
+
+def newest_result_of_config(results: Path, dataset: str, retriever: str, config: dict[str, Any]) -> Path | None:
+    """The newest result file of ``retriever`` on ``dataset`` whose config is ``config`` (up to NON_RESULT_FIELDS)."""
+    import json
+
+    wanted = json.loads(json.dumps(result_config(config), default=str))  # tuples read back as lists
+    for path in reversed(find_results(results, dataset, retriever)):
+        stored = load_result(path).get("retriever", {}).get("config")
+        if stored is not None and result_config(stored) == wanted:
+            return path
+    return None
 
 
 @dataclass
@@ -149,13 +164,13 @@ def _output_folder(output: Path | None) -> Iterator[Path]:
 
 
 def run_check(board: Leaderboard, datasets: list[str], results: Path,
-              rerun: Callable[[Entry, Path], dict[str, Any]], config_hash_of: Callable[[str], str],
+              rerun: Callable[[Entry, Path], dict[str, Any]], config_of: Callable[[str], dict[str, Any]],
               load_ok: Callable[[str], str | None], output: Path | None = None,
               emit: Callable[[str], None] = print) -> dict[str, int]:
     """Grade every entry of ``datasets``; returns counts per state.
 
-    ``rerun(entry, output)`` runs a ``check: true`` entry and returns its payload; ``config_hash_of(name)`` is the
-    registered config's hash; ``load_ok(dataset)`` is None when the dataset's files are there, else why not (a line
+    ``rerun(entry, output)`` runs a ``check: true`` entry and returns its payload; ``config_of(name)`` is the
+    registered config (as a dict); ``load_ok(dataset)`` is None when the dataset's files are there, else why not (a line
     that counts as a failure or a skip, as the caller decides by returning ``"FAIL: ..."`` or ``"skipped: ..."``).
     """
     counts = dict.fromkeys(STATES, 0)
@@ -175,12 +190,12 @@ def run_check(board: Leaderboard, datasets: list[str], results: Path,
                 if entry.check:
                     payload, origin = rerun(entry, folder), "rerun in a fresh cache"
                 else:
-                    path = newest_result_of_config(results, name, entry.retriever, config_hash_of(entry.retriever))
+                    path = newest_result_of_config(results, name, entry.retriever, config_of(entry.retriever))
                     if path is None:
                         if not entry.is_paper_row:
                             counts["no result"] += 1
                             emit(f"[SKIP ] {name:<20} {entry.retriever:<16} no result of the registered config "
-                                 f"({config_hash_of(entry.retriever)}) under {results}")
+                                 f"under {results}")
                         continue  # a paper row with no reproduction of ours to compare
                     payload, origin = load_result(path), str(path)
                 rows = compare(entry, payload)

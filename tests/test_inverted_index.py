@@ -36,15 +36,16 @@ def collections(draw):
     docs = random_sparse(rng, n_docs, vocab, draw(st.integers(1, 25)), integer=integer)
     queries = random_sparse(rng, draw(st.integers(1, 6)), vocab, draw(st.integers(1, 20)), integer=integer)
     block = draw(st.sampled_from([1, 2, 4, 16, 64]))
-    return docs, queries, block
+    index_window = draw(st.sampled_from([1, 5, 64, 4096]))  # the stored window maxima, any DAAT window over them
+    return docs, queries, block, index_window
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(collections(), st.sampled_from([1, 10, 1000]), st.sampled_from([None, 1, 3, 16]), st.sampled_from([1, 7, 64, 100, 4096]),
        st.booleans())
 def test_every_algorithm_equals_brute_force(data, k, top_m, window, seed):
-    docs, queries, block = data
-    index = InvertedIndex.build(docs, block_size=block)
+    docs, queries, block, index_window = data
+    index = InvertedIndex.build(docs, block_size=block, window=index_window)
     ref_docs, ref_scores = brute_force(index, queries, k, top_m=top_m)
     for algorithm in ALGORITHMS:
         got = index.search(queries, k=k, algorithm=algorithm, top_m=top_m, window=window, seed=seed)
@@ -64,6 +65,40 @@ def test_exact_on_a_larger_zipfian_collection(k, top_m):
         got = index.search(queries, k=k, algorithm=algorithm, top_m=top_m, threads=2, window=256)
         np.testing.assert_array_equal(got.doc_index, ref_docs, err_msg=algorithm)
         np.testing.assert_array_equal(got.int_scores, ref_scores, err_msg=algorithm)
+
+
+def test_auto_serves_exactly_with_bmm_for_small_k_and_taat_for_large_k():
+    rng = np.random.default_rng(9)
+    index = InvertedIndex.build(random_sparse(rng, 3000, 500, 60), window=256)
+    queries = random_sparse(rng, 12, 500, 25)
+    for k, expected in ((10, "bmm"), (1000, "taat")):
+        ref_docs, ref_scores = brute_force(index, queries, k)
+        auto, same = index.search(queries, k=k), index.search(queries, k=k, algorithm=expected)
+        np.testing.assert_array_equal(auto.doc_index, ref_docs)
+        np.testing.assert_array_equal(auto.int_scores, ref_scores)
+        np.testing.assert_array_equal(auto.doc_index, same.doc_index)
+
+
+def test_boost_is_approximate_and_only_loses_documents_near_the_threshold():
+    """boost > 1 prunes against theta x boost: a returned document is still scored exactly, and every exact top-k
+    document it misses scores at most boost x the k-th score."""
+    rng = np.random.default_rng(5)
+    index = InvertedIndex.build(random_sparse(rng, 4000, 300, 40))
+    queries = random_sparse(rng, 20, 300, 20)
+    ref_docs, ref_scores = brute_force(index, queries, 10)
+    got = index.search(queries, k=10, algorithm="bmm", boost=1.5)
+    assert (got.doc_index != ref_docs).any()  # it does prune
+    indptr, terms, weights, _ = quantize_queries(queries)
+    q_int = sp.csr_matrix((weights, terms, indptr), shape=queries.shape)
+    d_int = sp.csc_matrix((np.asarray(index.impacts).astype(np.int64), index.docs, index.offsets), shape=(4000, 300))
+    dense = (q_int @ d_int.T).toarray()
+    for q in range(20):
+        found = got.doc_index[q][got.doc_index[q] >= 0]
+        assert (dense[q, found] == got.int_scores[q, :found.size]).all()  # exact scores for what it returns
+        missed = set(ref_docs[q]) - set(found)
+        assert all(dense[q, d] <= 1.5 * ref_scores[q, -1] for d in missed)
+    with pytest.raises(ValueError, match="boost"):
+        index.search(queries, k=10, boost=0.5)
 
 
 def test_float_scores_approximate_the_unquantized_dot_product():
@@ -91,6 +126,21 @@ def test_quantization_by_hand():
     assert list(terms) == [0, 3] and list(weights) == [170, 255] and scales[0] == pytest.approx(0.3 / 255)
 
 
+def test_window_maxima_and_kth_impacts_by_brute_force():
+    rng = np.random.default_rng(6)
+    index = InvertedIndex.build(random_sparse(rng, 3000, 50, 30), window=100)
+    for t in range(index.vocab_size):
+        docs = np.asarray(index.docs[index.offsets[t]:index.offsets[t + 1]])
+        impacts = np.asarray(index.impacts[index.offsets[t]:index.offsets[t + 1]])
+        entries = range(index.win_offsets[t], index.win_offsets[t + 1])
+        assert [index.win_ids[j] for j in entries] == sorted(set((docs // 100).tolist()))
+        for j in entries:
+            assert index.win_max[j] == impacts[docs // 100 == index.win_ids[j]].max()
+        ranked = np.sort(impacts)[::-1]
+        for c, r in enumerate((10, 100, 1000, 10000)):
+            assert index.term_kth[t, c] == (ranked[r - 1] if ranked.size >= r else 0)
+
+
 def test_block_maxima_bound_every_posting():
     rng = np.random.default_rng(1)
     index = InvertedIndex.build(random_sparse(rng, 2000, 100, 50), block_size=16)
@@ -115,18 +165,21 @@ def test_save_and_load_round_trip(tmp_path):
 
 
 def test_an_index_saved_in_format_1_still_loads_and_searches_the_same(tmp_path):
-    """Format 2 stores each block's first doc; a format-1 index (without it) derives it on load, identically."""
+    """Format 2 stores each block's first doc, format 3 the window maxima and k-th impacts; a format-1 index
+    (without any of them) derives them on load, identically."""
     import json
 
     rng = np.random.default_rng(4)
     docs, queries = random_sparse(rng, 700, 200, 40), random_sparse(rng, 8, 200, 12)
     index = InvertedIndex.build(docs, block_size=4)
     index.save(tmp_path / "v1")
-    (tmp_path / "v1" / "block_first.npy").unlink()
+    for name in ("block_first", "win_offsets", "win_ids", "win_max", "term_kth"):
+        (tmp_path / "v1" / f"{name}.npy").unlink()
     meta = json.loads((tmp_path / "v1" / "meta.json").read_text())
     (tmp_path / "v1" / "meta.json").write_text(json.dumps({**meta, "format_version": 1}))
     old = InvertedIndex.load(tmp_path / "v1")
-    np.testing.assert_array_equal(old.block_first, index.block_first)
+    for name in ("block_first", "win_offsets", "win_ids", "win_max", "term_kth"):
+        np.testing.assert_array_equal(getattr(old, name), getattr(index, name))
     a, b = index.search(queries, k=10), old.search(queries, k=10)
     np.testing.assert_array_equal(a.doc_index, b.doc_index)
     (tmp_path / "v1" / "meta.json").write_text(json.dumps({**meta, "format_version": 99}))

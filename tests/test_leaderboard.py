@@ -87,31 +87,33 @@ def test_check_measures_the_code_under_test_not_a_stale_cache(tmp_path, capsys, 
     assert "0 ok, 0 okish, 1 fail" in capsys.readouterr().out
 
 
-def _fake_result(folder, config_hash, metrics, comparable=True, kind="pretrained", stamp="20260101T000000Z"):
+def _fake_result(folder, config, metrics, comparable=True, kind="pretrained", stamp="20260101T000000Z"):
     folder.mkdir(parents=True, exist_ok=True)
     payload = {"metrics": metrics, "dataset": {"comparable_to_paper": comparable, "corpus_label": "full"},
-               "provenance": {"tokenizer": {"kind": kind}}}
-    (folder / f"{stamp}-{config_hash}.json").write_text(json.dumps(payload))
+               "provenance": {"tokenizer": {"kind": kind}}, "retriever": {"config": config}}
+    (folder / f"{stamp}-0123456789ab.json").write_text(json.dumps(payload, default=str))
 
 
 def test_check_grades_paper_rows_only_against_comparable_results_of_the_registered_config(tmp_path, capsys):
-    from benchmark.registry import get_spec
-    from retrievers.base import config_hash
+    import dataclasses
 
-    registered = config_hash(get_spec("bm25-bert").build().config)
+    from benchmark.registry import get_spec
+
+    registered = dataclasses.asdict(get_spec("bm25-bert").build().config)
     path = _board(tmp_path, {"bm25-bert": {"source": "paper", "tolerance": 0.01, "metrics": {"MRR@10": 0.2348}}},
                   dataset="multicpr-ecom")
     assert main(["check", "--leaderboard", str(path), "--results", str(tmp_path)]) == 0  # nothing to compare
     target = tmp_path / "multicpr-ecom" / "bm25-bert"
-    _fake_result(target, "0123456789ab", {"MRR@10": 0.10}, stamp="20260301T000000Z")  # another config: ignored
-    _fake_result(target, registered, {"MRR@10": 0.2400})
+    _fake_result(target, {**registered, "k1": 0.9}, {"MRR@10": 0.10}, stamp="20260301T000000Z")  # another config
+    _fake_result(target, {**registered, "latency_queries": 5}, {"MRR@10": 0.2400},  # how it was timed: same config
+                 stamp="20260201T000000Z")
     capsys.readouterr()
     assert main(["check", "--leaderboard", str(path), "--results", str(tmp_path)]) == 0
     assert "0 ok, 1 okish, 0 fail" in capsys.readouterr().out  # a reproduction approaches a paper row
-    _fake_result(target, registered, {"MRR@10": 0.20}, stamp="20260102T000000Z")
+    _fake_result(target, registered, {"MRR@10": 0.20}, stamp="20260202T000000Z")
     assert main(["check", "--leaderboard", str(path), "--results", str(tmp_path)]) == 1
     assert "[FAIL ] multicpr-ecom" in capsys.readouterr().out
-    _fake_result(target, registered, {"MRR@10": 0.2348}, kind="stand-in", stamp="20260103T000000Z")
+    _fake_result(target, registered, {"MRR@10": 0.2348}, kind="stand-in", stamp="20260203T000000Z")
     assert main(["check", "--leaderboard", str(path), "--results", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert "not comparable" in text and "stand-in" in text and "[OK" not in text  # never graded, either way

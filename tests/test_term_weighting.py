@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -79,7 +80,7 @@ def test_doc2query_appends_sampled_queries_then_bm25(tmp_path, isolated_cache):
     payload = load_result(find_results(tmp_path, "demo", "doc2query")[0])
     assert payload["metrics"]["MRR@10"] > 0.3  # BM25 over the passage text is the floor; expansions add to it
     assert payload["provenance"]["model"]["kind"] == "scratch" and payload["cost"]["train_time_s"] > 0
-    (expansions,) = list(isolated_cache.rglob("expansions.jsonl"))
+    (expansions,) = list(Path(payload["index"]["path"]).rglob("expansions.jsonl"))
     rows = [json.loads(line) for line in expansions.read_text(encoding="utf-8").splitlines()]
     assert len(rows) == 2000 and all(len(r["queries"]) == 2 for r in rows)
     assert sum(bool(q) for r in rows for q in r["queries"]) > 1000  # mostly non-empty generations
