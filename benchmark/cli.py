@@ -61,8 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("index-bench", help="benchmark the inverted index against Lucene, PISA and Seismic")
     bench.add_argument("--docs", type=int, nargs="+", default=[100_000, 1_000_000], help="collection sizes")
     bench.add_argument("--queries", type=int, default=500)
-    bench.add_argument("--peers", nargs="*", default=["lucene", "pisa", "seismic"])
-    bench.add_argument("--threads", type=int, default=2)
+    bench.add_argument("--workload", nargs="+", default=["synthetic"],
+                       help="synthetic, and/or fitted:PROFILE.npz (see --fit-from)")
+    bench.add_argument("--fit-from", metavar="RETRIEVER",
+                       help="fit a workload profile to a trained sparse retriever's vectors on --dataset, write it "
+                            "under <output>/index-bench/workloads/ and add it to --workload")
+    bench.add_argument("--dataset", default="multicpr-ecom-pool", help="dataset for --fit-from")
+    bench.add_argument("--data-dir", help="folder with the official Multi-CPR files (or set PROSPER_BENCH_DATA)")
+    bench.add_argument("--peers", nargs="*", default=["lucene", "pisa", "seismic"],
+                       help="peer engines (pip install -e '.[bench]')")
+    bench.add_argument("--ks", type=_positive_int, nargs="+", default=[10, 1000])
     bench.add_argument("--work-dir", help="scratch folder for the indexes (default: system temp)")
     bench.add_argument("--output", default=str(DEFAULT_OUTPUT))
 
@@ -189,13 +197,22 @@ def _print_summary(dataset, rows) -> None:
 
 def cmd_index_bench(args: argparse.Namespace) -> int:
     from benchmark.index_bench import IndexBenchConfig, markdown, run_index_bench, write_reports
+    from benchmark.workloads import profile_from_retriever, save_profile
 
+    workloads = list(args.workload)
+    if args.fit_from:
+        profile = profile_from_retriever(args.fit_from, args.dataset, args.data_dir)
+        path = save_profile(profile, Path(args.output) / "index-bench" / "workloads" /
+                            f"{args.fit_from}-{args.dataset}.npz")
+        print(f"fitted {profile['name']}: {profile['fitted_on']} -> {path}")
+        workloads.append(f"fitted:{path}")
     reports = []
-    for n_docs in args.docs:
-        cfg = IndexBenchConfig(n_docs=n_docs, n_queries=args.queries, peers=tuple(args.peers), threads=args.threads,
-                               work_dir=args.work_dir)
-        reports.append(run_index_bench(cfg))
-        print(markdown(reports[-1:]))
+    for workload in workloads:
+        for n_docs in args.docs:
+            cfg = IndexBenchConfig(n_docs=n_docs, n_queries=args.queries, workload=workload, ks=tuple(args.ks),
+                                   peers=tuple(args.peers), work_dir=args.work_dir)
+            reports.append(run_index_bench(cfg))
+            print(markdown(reports[-1:]))
     json_path, md_path = write_reports(reports, Path(args.output))
     print(f"wrote {json_path} and {md_path}")
     return 0
