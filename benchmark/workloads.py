@@ -110,28 +110,40 @@ def load_profile(path: Path) -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------------------------------------- generating
+def _draw_sets(weights: np.ndarray, lengths: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, ``lengths[i]`` distinct terms drawn one after another with probability ~ ``weights`` among those not
+    yet drawn (draws with replacement, first occurrences kept in draw order): (row ids, term ids)."""
+    cdf = np.cumsum(weights / weights.sum())
+    rows, vocab = lengths.size, weights.size
+    draws = int(lengths.max() * 2.5) + 16
+    cols = np.searchsorted(cdf, rng.random((rows, draws)), side="right").clip(0, vocab - 1)
+    order = np.argsort(cols, axis=1, kind="stable")
+    ordered = np.take_along_axis(cols, order, axis=1)
+    first = np.ones(cols.shape, bool)
+    first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    position = np.where(first, order, draws + 1)  # where each distinct term first came up
+    rank = np.argsort(np.argsort(position, axis=1, kind="stable"), axis=1, kind="stable")
+    keep = first & (rank < lengths[:, None])
+    return np.broadcast_to(np.arange(rows)[:, None], cols.shape)[keep], ordered[keep]
+
+
 def _generate_side(side: dict[str, np.ndarray], vocab: int, n: int, rng: np.random.Generator,
-                   chunk: int = 20_000) -> sp.csr_matrix:
-    popularity = side["popularity"] + 1e-3  # a term never seen on this side keeps a small chance
-    cdf = np.cumsum(popularity / popularity.sum())
+                   chunk: int = 20_000, calibration_rows: int = 4000) -> sp.csr_matrix:
+    # inclusion frequencies to reproduce: the share of rows holding each term; sampling weights start there and are
+    # corrected a few times on a sample (drawing without replacement saturates the head terms)
+    target = side["popularity"] / max(side["popularity"].sum(), 1) * np.mean(side["lengths"])
+    weights = target + 1e-6
+    for _ in range(4):
+        sample = np.minimum(rng.choice(side["lengths"], size=calibration_rows), vocab)
+        _, cols = _draw_sets(weights, sample, rng)
+        measured = np.bincount(cols, minlength=vocab) / calibration_rows
+        weights = weights * np.clip((target + 1e-4) / (measured + 1e-4), 0.2, 5.0)
     quantiles = side["weight_quantiles"]
     parts = []
     for start in range(0, n, chunk):
         rows = min(chunk, n - start)
         lengths = np.minimum(rng.choice(side["lengths"], size=rows), vocab)
-        draws = int(lengths.max() * 1.6) + 8
-        cols = np.searchsorted(cdf, rng.random((rows, draws)), side="right").clip(0, vocab - 1)
-        cols.sort(axis=1)
-        first = np.ones(cols.shape, bool)
-        first[:, 1:] = cols[:, 1:] != cols[:, :-1]
-        # keep each row's first `length` distinct terms, in a random order of the distinct ones
-        keys = np.where(first, rng.random(cols.shape), 2.0)
-        picked = np.argsort(keys, axis=1)
-        rank = np.empty_like(picked)
-        np.put_along_axis(rank, picked, np.arange(draws)[None, :].repeat(rows, 0), axis=1)
-        keep = first & (rank < lengths[:, None])
-        row = np.broadcast_to(np.arange(rows)[:, None], cols.shape)[keep]
-        col = cols[keep]
+        row, col = _draw_sets(weights, lengths, rng)
         decile = np.minimum(col * DECILES // vocab, DECILES - 1)
         u = rng.random(col.size) * (QUANTILES - 1)
         low = np.floor(u).astype(np.int64)

@@ -1,0 +1,44 @@
+"""index-bench end to end on a tiny collection (peers left out), and the fitted workloads."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import scipy.sparse as sp
+
+from benchmark.cli import main
+from benchmark.workloads import fit_profile, generate, load_profile, save_profile, synthetic_sparse
+
+
+def test_index_bench_reports_batch_timings_floor_and_ratios(tmp_path, capsys):
+    assert main(["index-bench", "--docs", "3000", "--queries", "40", "--peers", "--ks", "10", "1000",
+                 "--output", str(tmp_path)]) == 0
+    (report,) = json.loads(next((tmp_path / "index-bench").glob("*.json")).read_text())["reports"]
+    config, rows = report["config"], report["rows"]
+    assert config["threads"] == 1 and config["floor_ns_per_posting"] > 0
+    exact = [r for r in rows if r["exact"]]
+    assert {r["variant"] for r in exact} == {"exhaustive", "taat", "maxscore", "bmm"}
+    assert all(r["recall"] == 1.0 and r["batch_ms"] > 0 and r["floor_x"] > 0 for r in exact)
+    assert config["ratios"]["k=10"]["vs_our_exhaustive"] > 0
+    assert "ms/query" in capsys.readouterr().out
+
+
+def test_a_fitted_workload_reproduces_the_marginals_it_was_fitted_to(tmp_path):
+    rng = np.random.default_rng(0)
+    # "real" vectors: long documents over a skewed vocabulary, short queries with heavier weights
+    docs = synthetic_sparse(3000, 5000, 200, seed=1, exponent=1.2)
+    queries = synthetic_sparse(300, 5000, 20, seed=2) * 3.0
+    profile = fit_profile(docs, queries, "test", {"retriever": "none"})
+    path = save_profile(profile, tmp_path / "p.npz")
+    again = load_profile(path)
+    assert again["name"] == "test" and again["vocab"] == profile["vocab"]
+    gen_docs, gen_queries = generate(again, 5000, 500, seed=rng.integers(1 << 30))
+    for real, fake in ((docs, gen_docs), (queries, gen_queries)):
+        real_len, fake_len = np.diff(real.indptr).mean(), np.diff(sp.csr_matrix(fake).indptr).mean()
+        assert abs(fake_len - real_len) / real_len < 0.05
+        assert abs(np.median(fake.data) - np.median(real.data)) / np.median(real.data) < 0.1
+    # popularity follows the fitted df ranks: the head term is in about as many documents
+    real_head = np.bincount(docs.indices).max() / docs.shape[0]
+    fake_head = np.bincount(gen_docs.indices).max() / gen_docs.shape[0]
+    assert abs(fake_head - real_head) < 0.1
