@@ -144,6 +144,7 @@ def _load(args: argparse.Namespace, with_train: bool):
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.registry import load_registry, parse_overrides
     from benchmark.runner import run_one
+    from retrievers.base import Timer
     from retrievers.model_loading import ScratchRefused
     from retrievers.sharding import is_main
 
@@ -159,7 +160,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.set)
     for name in names:  # every key and value checked against the config dataclasses before any work
         registry[name].build(overrides)
-    dataset = _load(args, with_train=True)
+    with Timer() as loading:
+        dataset = _load(args, with_train=True)
     for note in dataset.notes if is_main() else ():
         print(f"[{dataset.name}] {note}")
     rows, failures = [], 0
@@ -167,7 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             path, payload = run_one(registry[name], dataset, Path(args.output), k=args.k,
                                     reuse_index=not args.rebuild, overrides=overrides,
-                                    allow_scratch=args.allow_scratch)
+                                    allow_scratch=args.allow_scratch, extra={"load_s": loading.seconds})
         except ImportError as err:  # a missing optional requirement: skip with a clear message
             print(f"skipped {name}: missing requirement ({err})", file=sys.stderr)
             failures += 1

@@ -16,6 +16,7 @@ from benchmark.evaluation import evaluate
 from benchmark.registry import RetrieverSpec
 from benchmark.results import environment, write_result
 from benchmark.runfile import write_trec_run
+from benchmark.stages import StageClock
 from retrievers.base import Timer, config_hash, write_json_atomic
 from retrievers.cache import DONE, CacheCorrupt, CacheUnsealed, entry_lock, seal, verify
 from retrievers.model_loading import refuse_scratch
@@ -100,20 +101,27 @@ def _run_one(spec: RetrieverSpec, dataset: Dataset, output: Path, k: int, reuse_
         protocol, folds = "no training", [Fold("all", {}, {}, list(dataset.queries))]
     run: dict[str, list] = {}
     fold_stats, retriever, reused_all = [], probe, True
+    clock = StageClock()
+    if extra and "load_s" in extra:
+        clock.add("load", extra.pop("load_s"))
     for n, fold in enumerate(folds):
         retriever = probe if n == 0 else spec.build(overrides)
         index_dir = root if len(folds) == 1 else root / fold.name
-        reused = _fit_and_index(retriever, spec, dataset, fold, index_dir, reuse_index)
+        reused = _fit_and_index(retriever, spec, dataset, fold, index_dir, reuse_index, clock)
         reused_all &= reused
         if not is_main():
             continue
         log.info("%s: searching %d queries (k=%d)", spec.name, len(fold.eval_qids), k)
-        run.update(retriever.search({q: dataset.queries[q] for q in fold.eval_qids}, k=k))
+        with clock.stage("search"):
+            run.update(retriever.search({q: dataset.queries[q] for q in fold.eval_qids}, k=k))
         fold_stats.append(retriever.cost().as_dict())
     if not is_main():
         return None, None  # a torchrun helper process: rank 0 writes the result
-    metrics = evaluate(run, dataset.qrels)
+    with clock.stage("evaluate"):
+        metrics = evaluate(run, dataset.qrels)
     cost = _combine_costs(fold_stats)
+    cost["stages"] = clock.stages
+    cost["peak_rss_mb"] = max((s["peak_rss_mb"] for s in clock.stages.values()), default=None)
     payload = {
         "dataset": dataset.describe(),
         "retriever": {"name": spec.name, "class": spec.class_path, "description": spec.description,
@@ -132,7 +140,7 @@ def _run_one(spec: RetrieverSpec, dataset: Dataset, output: Path, k: int, reuse_
 
 
 def _fit_and_index(retriever, spec: RetrieverSpec, dataset: Dataset, fold: Fold, index_dir: Path,
-                   reuse_index: bool) -> bool:
+                   reuse_index: bool, clock: StageClock | None = None) -> bool:
     """Fit (if needed) and index into ``index_dir``, or reopen what an earlier run left there; True when reused.
 
     A cache entry is sealed when finished (``retrievers.cache.seal``: every file's size and hash) and checked before it
@@ -150,7 +158,7 @@ def _fit_and_index(retriever, spec: RetrieverSpec, dataset: Dataset, fold: Fold,
         barrier()  # rank 0 has decided: reuse (DONE present) or rebuild (DONE removed)
         if rank != 0 and reuse_index and (index_dir / DONE).exists():
             return True  # under torchrun only rank 0 searches; the others have nothing to do
-        return _build(retriever, spec, dataset, fold, index_dir, rank, world_size)
+        return _build(retriever, spec, dataset, fold, index_dir, rank, world_size, clock or StageClock())
 
 
 def _reopen(retriever, spec: RetrieverSpec, index_dir: Path) -> bool:
@@ -177,7 +185,7 @@ def _reopen(retriever, spec: RetrieverSpec, index_dir: Path) -> bool:
 
 
 def _build(retriever, spec: RetrieverSpec, dataset: Dataset, fold: Fold, index_dir: Path, rank: int,
-           world_size: int) -> bool:
+           world_size: int, clock: StageClock) -> bool:
     if rank == 0:
         if index_dir.exists():  # an interrupted or corrupt entry: drop it, keep checkpoints to resume from
             for child in index_dir.iterdir():
@@ -191,6 +199,7 @@ def _build(retriever, spec: RetrieverSpec, dataset: Dataset, fold: Fold, index_d
         with Timer() as timer:
             retriever.fit(fold.train_queries, fold.train_qrels, dataset.corpus, index_dir)
         retriever.stats.train_time_s = timer.seconds
+        clock.add("train", timer.seconds)
     barrier()  # rank 0 has saved the model
     if rank != 0 and not retriever.shards_encoding:
         return False  # this retriever indexes in one process: rank 0 does it alone
@@ -199,7 +208,9 @@ def _build(retriever, spec: RetrieverSpec, dataset: Dataset, fold: Fold, index_d
                  len(dataset.corpus))
         retriever._provenance.setdefault("compute", {})["encoding_processes"] = world_size
     log.info("%s: indexing %d passages", spec.name, len(dataset.corpus))
-    retriever.index(dataset.corpus, index_dir)
+    with Timer() as timer:
+        retriever.index(dataset.corpus, index_dir)
+    clock.merge_index_stages(retriever.stats.extra, timer.seconds)
     if rank != 0:
         return False
     write_json_atomic(index_dir / "index_stats.json", {key: getattr(retriever.stats, key) for key in INDEX_STAT_FIELDS})

@@ -75,7 +75,8 @@ class BM25Retriever(Retriever):
         tokenizer = self._tokenizer_for(corpus, index_dir)
         pids = list(corpus)
         with Timer() as timer:
-            tokens = self._tokenize([corpus[p] for p in pids], "tokenizing corpus")
+            with Timer() as tokenizing:
+                tokens = self._tokenize([corpus[p] for p in pids], "tokenizing corpus")
             self._df = Counter(t for toks in tokens for t in set(toks))
             self._n_docs = len(pids)
             if self.config.backend == "lucene":
@@ -87,6 +88,7 @@ class BM25Retriever(Retriever):
         # whatever a later resolution (a new HF cache entry, another package version) would return
         tokenizer.hf.save_pretrained(str(index_dir / "tokenizer"))
         self.stats.index_time_s = timer.seconds
+        self.stats.extra["stages"] = {"tokenize": tokenizing.seconds, "build": timer.seconds - tokenizing.seconds}
         self.stats.index_size_bytes = directory_size(index_dir / self.config.backend)
         self.stats.doc_terms_mean = sum(len(t) for t in tokens) / max(len(tokens), 1)
 

@@ -29,7 +29,7 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
-from retrievers.base import Run, device_provenance, nested_from_dicts, torch_device, write_json_atomic
+from retrievers.base import Run, Timer, device_provenance, nested_from_dicts, torch_device, write_json_atomic
 from retrievers.bm25 import BM25Config, BM25Retriever
 from retrievers.hub import weights_digest
 from retrievers.impact_serving import ImpactRetriever
@@ -244,12 +244,15 @@ class DeepCTRetriever(ImpactRetriever):
         if self.bm25 is None:
             return super().index(corpus, index_dir)
         pids = list(corpus)
-        docs = encode_corpus(lambda texts: self.encode(texts, "doc"), [corpus[p] for p in pids], index_dir)
+        with Timer() as encoding:
+            docs = encode_corpus(lambda texts: self.encode(texts, "doc"), [corpus[p] for p in pids], index_dir)
         if docs is None:  # another torchrun process indexes every process's shard
             return
         bm25_dir = Path(index_dir) / "bm25"
         bm25_dir.mkdir(parents=True, exist_ok=True)
-        self.bm25.index_term_frequencies(pids, self.term_frequencies(docs), bm25_dir)
+        with Timer() as building:
+            self.bm25.index_term_frequencies(pids, self.term_frequencies(docs), bm25_dir)
+        self.stats.extra["stages"] = {"encode": encoding.seconds, "build": building.seconds}
         self.stats.extra["tf_scale"] = self.config.tf_scale
         write_json_atomic(Path(index_dir) / "provenance.json", self._provenance)
 

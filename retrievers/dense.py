@@ -270,10 +270,12 @@ class DenseRetriever(Retriever):
             raise RuntimeError("fit() the dense retriever before indexing (or load() a trained one)")
         self._pids = list(corpus)
         with Timer() as timer:
-            vectors = encode_corpus(self.encoder.encode_passages, [corpus[p] for p in self._pids], index_dir)
+            with Timer() as encoding:
+                vectors = encode_corpus(self.encoder.encode_passages, [corpus[p] for p in self._pids], index_dir)
             if vectors is None:  # another torchrun process builds the index from every process's shard
                 return
             self._faiss = build_faiss(vectors, self.config)
+        self.stats.extra["stages"] = {"encode": encoding.seconds, "build": timer.seconds - encoding.seconds}
         faiss.write_index(self._faiss, str(Path(index_dir) / "faiss.index"))
         (Path(index_dir) / "pids.json").write_text(json.dumps(self._pids, ensure_ascii=False))
         write_json_atomic(Path(index_dir) / "provenance.json", self._provenance)

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from retrievers.base import Retriever, Run, device_provenance, nested_from_dicts, torch_device, write_json_atomic
+from retrievers.base import Retriever, Run, Timer, device_provenance, nested_from_dicts, torch_device, write_json_atomic
 from retrievers.bm25 import BM25Config, BM25Retriever
 from retrievers.hub import weights_digest
 from retrievers.model_loading import precision_plan, pretrained_or_scratch, training_preset
@@ -190,8 +190,9 @@ class Doc2QueryRetriever(Retriever):
         if self.generator is None:
             raise RuntimeError("fit() Doc2Query before indexing")
         pids = list(corpus)
-        expansions = self.generator.expand([corpus[p] for p in pids], self.config.n_samples, self.config.top_k,
-                                           self.config.train.seed)
+        with Timer() as generating:
+            expansions = self.generator.expand([corpus[p] for p in pids], self.config.n_samples, self.config.top_k,
+                                               self.config.train.seed)
         with open(Path(index_dir) / "expansions.jsonl", "w", encoding="utf-8") as out:
             for pid, queries in zip(pids, expansions, strict=True):
                 out.write(json.dumps({"pid": pid, "queries": queries}, ensure_ascii=False) + "\n")
@@ -199,6 +200,7 @@ class Doc2QueryRetriever(Retriever):
         bm25_dir = Path(index_dir) / "bm25"
         bm25_dir.mkdir(exist_ok=True)
         self.bm25.index(expanded, bm25_dir)
+        self.stats.extra["stages"] = {"generate": generating.seconds, **self.stats.extra.get("stages", {})}
         self._provenance["bm25"] = self.bm25.provenance()
         write_json_atomic(Path(index_dir) / "provenance.json", self._provenance)
 

@@ -46,11 +46,13 @@ class ImpactRetriever(Retriever):
     def index(self, corpus: Mapping[str, str], index_dir: Path) -> None:
         pids = list(corpus)
         with Timer() as timer:
-            docs = encode_corpus(lambda texts: self.encode(texts, "doc"), [corpus[p] for p in pids], index_dir)
+            with Timer() as encoding:
+                docs = encode_corpus(lambda texts: self.encode(texts, "doc"), [corpus[p] for p in pids], index_dir)
             if docs is None:  # another torchrun process builds the index from every process's shard
                 return
             self.index_ = InvertedIndex.build(docs, doc_ids=pids, block_size=self.config.block_size)
             self.index_.save(Path(index_dir) / "inverted")
+        self.stats.extra["stages"] = {"encode": encoding.seconds, "build": timer.seconds - encoding.seconds}
         write_json_atomic(Path(index_dir) / "provenance.json", self._provenance)
         self.stats.index_time_s = timer.seconds
         self.stats.index_size_bytes = self.index_.size_bytes()
