@@ -74,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--work-dir", help="scratch folder for the indexes (default: system temp)")
     bench.add_argument("--output", default=str(DEFAULT_OUTPUT))
 
+    proj = sub.add_parser("projection", help="measure PROSPER's training/encoding cost small, project Qwen2.5-3B on GPUs")
+    proj.add_argument("--measure-model", default="Qwen/Qwen2.5-0.5B", help="architecture to measure here")
+    proj.add_argument("--measure-batch", type=_positive_int, default=8)
+    proj.add_argument("--device", default="auto")
+    proj.add_argument("--gpu-tflops", type=float, default=989.0, help="assumed dense bf16 TFLOPS of one GPU (H100)")
+    proj.add_argument("--mfu", type=float, default=0.40, help="assumed model-FLOPs utilisation")
+    proj.add_argument("--output", default=str(DEFAULT_OUTPUT))
+
     ev = sub.add_parser("eval", help="evaluate a TREC run file against a dataset's qrels")
     ev.add_argument("runfile")
     ev.add_argument("--min-coverage", type=float, default=0.5,
@@ -217,6 +225,17 @@ def cmd_index_bench(args: argparse.Namespace) -> int:
             print(markdown(reports[-1:]))
     json_path, md_path = write_reports(reports, Path(args.output))
     print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+def cmd_projection(args: argparse.Namespace) -> int:
+    from benchmark.projection import ProjectionConfig, markdown, run_projection
+
+    cfg = ProjectionConfig(measure_model=args.measure_model, measure_batch=args.measure_batch, device=args.device,
+                           gpu_tflops=args.gpu_tflops, mfu=args.mfu)
+    path, payload = run_projection(cfg, Path(args.output))
+    print(markdown(payload))
+    print(f"\nwrote {path}")
     return 0
 
 
@@ -378,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     _quiet_libraries()
     handlers = {"list": cmd_list, "run": cmd_run, "eval": cmd_eval, "index-bench": cmd_index_bench,
+                "projection": cmd_projection,
                 "tradeoff": cmd_tradeoff, "plot": cmd_plot, "report": cmd_report, "check": cmd_check,
                 "explain": cmd_explain}
     try:

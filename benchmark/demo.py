@@ -59,8 +59,13 @@ BRANDS: list[tuple[str, str, list[str]]] = [
 FILLERS = ["官方正品", "新款", "2024款", "包邮", "旗舰店", "限时特惠", "国行", "顺丰发货"]
 
 
-def generate_demo(seed: int = 13, products: int = 2000, train_queries: int = 1600, dev_queries: int = 400) -> dict[str, Any]:
-    """Return {corpus, train, dev} with queries as (qid, text, pid, kind) rows; same arguments -> same output."""
+def generate_demo(seed: int = 13, products: int = 2000, train_queries: int = 1600, dev_queries: int = 400,
+                  model_numbers: int = 99) -> dict[str, Any]:
+    """Return {corpus, train, dev} with queries as (qid, text, pid, kind) rows; same arguments -> same output.
+
+    ``model_numbers`` bounds the number in a model name (``Mate60``); the scale datasets raise it so that a million
+    distinct products exist (the demo's 99 allows ~80k).
+    """
     rng = random.Random(seed)
     corpus: dict[str, str] = {}
     facts: dict[str, dict[str, Any]] = {}
@@ -69,7 +74,7 @@ def generate_demo(seed: int = 13, products: int = 2000, train_queries: int = 160
         brand_cn, brand_en, cats = rng.choice(BRANDS)
         category = rng.choice(cats)
         synonyms, attr_pools, prefixes = CATEGORIES[category]
-        model = f"{rng.choice(prefixes)}{rng.randint(1, 99)}{rng.choice(['', '', 'Pro', 'Max', 'S', 'Plus'])}"
+        model = f"{rng.choice(prefixes)}{rng.randint(1, model_numbers)}{rng.choice(['', '', 'Pro', 'Max', 'S', 'Plus'])}"
         if (brand_en, model) in used_models:
             continue
         used_models.add((brand_en, model))
@@ -112,7 +117,8 @@ def materialize_demo(params: dict[str, Any], root: Path | None = None) -> Path:
     """Write the demo set in Multi-CPR format under the cache (once per parameter set) and return its folder."""
     from benchmark.data import cache_dir
 
-    params = {k: params[k] for k in ("seed", "products", "train_queries", "dev_queries") if k in params}
+    params = {k: params[k] for k in ("seed", "products", "train_queries", "dev_queries", "model_numbers")
+              if k in params}
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
     directory = (root or cache_dir() / "data") / f"demo-{key}"
     if (directory / "DONE").exists():

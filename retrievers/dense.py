@@ -40,7 +40,7 @@ from retrievers.base import (
     write_json_atomic,
 )
 from retrievers.hub import weights_digest
-from retrievers.model_loading import precision_plan, pretrained_or_scratch, training_preset
+from retrievers.model_loading import enable_checkpointing, precision_plan, pretrained_or_scratch, training_preset
 from retrievers.sharding import encode_corpus, is_main
 from retrievers.training import TrainConfig, info_nce, paper_training, train, training_pairs
 
@@ -106,7 +106,7 @@ class DenseEncoder(torch.nn.Module):
         else:
             self.st, self.provenance = self._build(texts, work_dir)
         if config.gradient_checkpointing:
-            self.st[0].auto_model.gradient_checkpointing_enable()
+            enable_checkpointing(self.st[0].auto_model)
 
     def _build(self, texts, work_dir):
         from sentence_transformers import SentenceTransformer

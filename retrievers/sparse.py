@@ -39,7 +39,7 @@ from retrievers import sparse_ops as ops
 from retrievers.base import device_provenance, nested_from_dicts, torch_device
 from retrievers.hub import weights_digest
 from retrievers.impact_serving import ImpactRetriever
-from retrievers.model_loading import precision_plan, pretrained_or_scratch, training_preset
+from retrievers.model_loading import enable_checkpointing, precision_plan, pretrained_or_scratch, training_preset
 from retrievers.sharding import is_main
 from retrievers.tokenization import VocabularySubset, load_saved_tokenizer, readable_token
 from retrievers.training import TrainConfig, info_nce, paper_training, quadratic_warmup, train, training_pairs
@@ -129,7 +129,7 @@ class SparseEncoder(torch.nn.Module):
             self._build(texts)
         self.backbone.config.use_cache = False  # never generates; a KV cache only costs memory
         if config.gradient_checkpointing:
-            self.backbone.gradient_checkpointing_enable()
+            enable_checkpointing(self.backbone)
         hidden = self.backbone.config.hidden_size
         self._set_output_lookup()
         if not hasattr(self, "fc"):
