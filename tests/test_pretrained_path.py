@@ -61,6 +61,7 @@ def checkpoints(tmp_path_factory):
         "qwen-fp32": _save(qwen, qwen_tok, root / "qwen-fp32", torch.float32),
         "bert-mlm-bf16": _save(BertForMaskedLM(bert_cfg), bert_tok, root / "bert-mlm-bf16", torch.bfloat16),
         "bert-fp32": _save(BertModel(bert_cfg), bert_tok, root / "bert-fp32", torch.float32),
+        "bert-bf16": _save(BertModel(bert_cfg), bert_tok, root / "bert-bf16", torch.bfloat16),
         "t5-bf16": _save(t5, bert_tok, root / "t5-bf16", torch.bfloat16),
     }
 
@@ -74,6 +75,7 @@ CASES = [
     ("splade", "bert-mlm-bf16", [*FEW, "--set", "output_vocabulary=seen"]),
     ("deepct", "bert-fp32", FEW),
     ("dpr", "bert-fp32", FEW),
+    ("bge-base", "bert-bf16", FEW),  # BAAI/bge-base-zh-v1.5's architecture (BertModel, CLS pooling), bf16 on disk
     ("doc2query", "t5-bf16", ["--set", "bm25.backend=bm25s", "--set", "bm25.latency_queries=5", "--set", "n_samples=1",
                               "--set", "max_query_length=6"]),
 ]
