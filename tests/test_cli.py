@@ -176,3 +176,22 @@ def test_committed_artefacts_are_not_ignored_and_run_files_are():
     if check.returncode == 128:
         pytest.skip("not a git checkout")
     assert sorted(check.stdout.split()) == sorted(ignored)
+
+
+def test_a_tampered_tokenizer_artefact_is_one_error_line_and_moved_aside(tmp_path, monkeypatch, capsys):
+    """A pinned artefact whose bytes changed is refused with one line (exit 2), never used, and moved aside so the
+    next run fetches a fresh copy."""
+    from retrievers.artefacts import BERT_CHINESE_VOCAB, fetch
+
+    monkeypatch.setenv("PROSPER_BENCH_ARTEFACTS", str(tmp_path / "artefacts"))
+    monkeypatch.setenv("PROSPER_BENCH_CACHE", str(tmp_path / "cache"))
+    real, _ = fetch(BERT_CHINESE_VOCAB)
+    if not str(real).startswith(str(tmp_path)):
+        pytest.skip("the vocabulary comes from an installed package, not the artefact folder")
+    real.write_text(real.read_text(encoding="utf-8").replace("[UNK]", "[UNKNOWN]"), encoding="utf-8")
+    capsys.readouterr()
+    assert main(["run", "bm25s-bert", "--dataset", "demo", "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "pinned" in err and "Traceback" not in err
+    assert not real.exists() and real.with_name(real.name + ".corrupt").exists()
+    assert not find_results(tmp_path / "out", "demo", "bm25s-bert")
