@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--work-dir", help="scratch folder for the indexes (default: system temp)")
     bench.add_argument("--output", default=str(DEFAULT_OUTPUT))
 
+    growth = sub.add_parser("cost-growth", help="per-stage time and peak memory against corpus size (scale-* results)")
+    growth.add_argument("--dataset", nargs="+", default=["scale-10k", "scale-100k", "scale-1m"])
+    growth.add_argument("--results", default=str(DEFAULT_OUTPUT))
+    growth.add_argument("--output", help="folder for the summary (default: <results>/cost-growth)")
     proj = sub.add_parser("projection", help="measure PROSPER's training/encoding cost small, project Qwen2.5-3B on GPUs")
     proj.add_argument("--measure-model", default="Qwen/Qwen2.5-0.5B", help="architecture to measure here")
     proj.add_argument("--measure-batch", type=_positive_int, default=8)
@@ -241,6 +245,20 @@ def cmd_projection(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cost_growth(args: argparse.Namespace) -> int:
+    from benchmark.cost_growth import markdown, write
+
+    results = Path(args.results)
+    try:
+        path, rows = write(results, args.dataset, Path(args.output) if args.output else results / "cost-growth")
+    except FileNotFoundError as err:
+        print(f"error: {err}; run e.g. 'python -m benchmark run bm25-bert --dataset scale-10k' first", file=sys.stderr)
+        return 2
+    print(markdown(rows))
+    print(f"\nwrote {path}")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from benchmark.evaluation import evaluate
     from benchmark.runfile import read_trec_run
@@ -399,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     _quiet_libraries()
     handlers = {"list": cmd_list, "run": cmd_run, "eval": cmd_eval, "index-bench": cmd_index_bench,
-                "projection": cmd_projection,
+                "projection": cmd_projection, "cost-growth": cmd_cost_growth,
                 "tradeoff": cmd_tradeoff, "plot": cmd_plot, "report": cmd_report, "check": cmd_check,
                 "explain": cmd_explain}
     try:

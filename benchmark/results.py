@@ -30,7 +30,23 @@ def environment() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[name] = NOT_INSTALLED  # said outright: a null reads like "unknown"
     return {"python": platform.python_version(), "platform": platform.platform(), "packages": versions,
-            "git": git_state()}
+            "machine": machine(), "git": git_state()}
+
+
+def machine() -> dict[str, Any]:
+    """What the timings ran on: cores this process may use, torch's thread count, total memory."""
+    info: dict[str, Any] = {"cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
+    try:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:  # pragma: no cover - a dependency
+        pass
+    try:
+        info["memory_gib"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        pass
+    return info
 
 
 def git_state() -> dict[str, Any]:
@@ -99,7 +115,7 @@ def latest_results(output: Path, dataset: str) -> dict[str, Path]:
 
 def result_datasets(output: Path) -> list[str]:
     """Datasets with run results under ``output`` (not the sweep, plot or index-bench folders)."""
-    special = {"tradeoff", "plots", "index-bench"}
+    special = {"tradeoff", "plots", "index-bench", "cost-growth", "projection"}
     return sorted(p.name for p in Path(output).iterdir() if p.is_dir() and p.name not in special
                   and any(p.glob("*/*.json"))) if Path(output).exists() else []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -195,3 +196,24 @@ def test_a_tampered_tokenizer_artefact_is_one_error_line_and_moved_aside(tmp_pat
     assert err.startswith("error:") and "pinned" in err and "Traceback" not in err
     assert not real.exists() and real.with_name(real.name + ".corrupt").exists()
     assert not find_results(tmp_path / "out", "demo", "bm25s-bert")
+
+
+def test_cost_growth_summarises_the_stage_timings_of_result_files(tmp_path, capsys):
+    """The README's cost-growth table comes from result files: stages, totals and growth ratios are theirs."""
+    out = tmp_path / "results"
+    for dataset in ("demo", "scale-10k"):
+        assert main(["run", "bm25s-bert", "--dataset", dataset, "--output", str(out), "--set", "latency_queries=5"]) == 0
+    assert main(["cost-growth", "--dataset", "demo", "scale-10k", "--results", str(out)]) == 0
+    (summary,) = sorted((out / "cost-growth").glob("*.json"))
+    rows = json.loads(summary.read_text())["rows"]
+    assert [r["passages"] for r in rows] == [2000, 10000]
+    for row in rows:
+        stages = load_result(Path(row["file"]))["cost"]["stages"]
+        assert row["total_s"] == pytest.approx(sum(v["wall_s"] for v in stages.values()))
+        assert row["peak_rss_mb"] > 0 and row["machine"]["cpus"] >= 1
+    assert rows[0]["growth"] is None
+    assert rows[1]["growth"] == pytest.approx(rows[1]["total_s"] / rows[0]["total_s"] / 5)
+    assert "| bm25s-bert | 10,000 |" in summary.with_suffix(".md").read_text()
+    capsys.readouterr()
+    assert main(["cost-growth", "--dataset", "scale-1m", "--results", str(out)]) == 2
+    assert capsys.readouterr().err.startswith("error: no result files")
