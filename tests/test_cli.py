@@ -212,7 +212,7 @@ def test_cost_growth_summarises_the_stage_timings_of_result_files(tmp_path, caps
         assert row["total_s"] == pytest.approx(sum(v["wall_s"] for v in stages.values()))
         assert row["peak_rss_mb"] > 0 and row["machine"]["cpus"] >= 1
     assert rows[0]["growth"] is None
-    assert rows[1]["growth"] == pytest.approx(rows[1]["total_s"] / rows[0]["total_s"] / 5)
+    assert rows[1]["growth"] == pytest.approx(rows[1]["total_s"] / rows[0]["total_s"] / 5)  # BM25: nothing trained
     assert "| bm25s-bert | 10,000 |" in summary.with_suffix(".md").read_text()
     capsys.readouterr()
     assert main(["cost-growth", "--dataset", "scale-1m", "--results", str(out)]) == 2
