@@ -357,6 +357,8 @@ def run_index_bench(cfg: IndexBenchConfig) -> Report:
     report.config["mean_doc_terms"] = float(docs.nnz / docs.shape[0])
     report.config["mean_query_terms"] = float(queries.nnz / queries.shape[0])
     parent = Path(cfg.work_dir) if cfg.work_dir else None
+    if parent is not None:
+        parent.mkdir(parents=True, exist_ok=True)  # --work-dir names a folder to use, not one that must exist
     work = Path(tempfile.mkdtemp(prefix="index-bench-", dir=parent))
     try:
         index, scorer, refs = bench_ours(cfg, docs, queries, work, report)

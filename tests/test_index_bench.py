@@ -12,8 +12,10 @@ from benchmark.workloads import fit_profile, generate, load_profile, save_profil
 
 
 def test_index_bench_reports_batch_timings_floor_and_ratios(tmp_path, capsys):
+    work = tmp_path / "not" / "there" / "yet"  # --work-dir is created, and left empty afterwards
     assert main(["index-bench", "--docs", "3000", "--queries", "40", "--peers", "--ks", "10", "1000",
-                 "--output", str(tmp_path)]) == 0
+                 "--output", str(tmp_path), "--work-dir", str(work)]) == 0
+    assert work.is_dir() and not any(work.iterdir())
     (report,) = json.loads(next((tmp_path / "index-bench").glob("*.json")).read_text())["reports"]
     config, rows = report["config"], report["rows"]
     assert config["threads"] == 1 and config["floor_ns_per_posting"] > 0
