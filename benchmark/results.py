@@ -101,8 +101,16 @@ def load_result(path: Path) -> dict[str, Any]:
 
 
 def find_results(output: Path, dataset: str | None = None, retriever: str | None = None) -> list[Path]:
+    """Result files, grouped by folder and oldest first within one (``write_result`` names them ``TIME-HASH.json``,
+    then ``TIME-HASH-2.json``... when two runs finish in the same second: plain string order would put ``-2`` first)."""
     pattern = f"{dataset or '*'}/{retriever or '*'}/*.json"
-    return sorted(Path(output).glob(pattern))
+    return sorted(Path(output).glob(pattern), key=_result_order)
+
+
+def _result_order(path: Path) -> tuple[str, str, int, str]:
+    stamp, _, rest = path.stem.partition("-")
+    _, _, counter = rest.partition("-")
+    return str(path.parent), stamp, int(counter) if counter.isdigit() else 1, path.name
 
 
 def latest_results(output: Path, dataset: str) -> dict[str, Path]:

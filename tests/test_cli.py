@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.cli import main
-from benchmark.results import find_results, load_result, write_result
+from benchmark.results import find_results, latest_results, load_result, write_result
 
 
 def test_run_writes_versioned_results_and_reuses_the_index(tmp_path, capsys):
@@ -46,6 +46,10 @@ def test_result_files_are_never_overwritten(tmp_path):
     assert a != b
     assert json.loads(a.read_text())["metrics"] == {"x": 1}
     assert not list(tmp_path.rglob(".*tmp*"))  # no temporary file left behind
+    c = write_result({"metrics": {"x": 3}}, tmp_path, "d", "r", "h")
+    if a.stem[:16] == c.stem[:16]:  # all three in one second: -2, -3 suffixes must still sort oldest first
+        assert find_results(tmp_path, "d", "r") == [a, b, c]
+        assert latest_results(tmp_path, "d") == {"r": c}
 
 
 def test_list_names_retrievers_and_datasets(capsys):
