@@ -121,11 +121,23 @@ def latest_results(output: Path, dataset: str) -> dict[str, Path]:
     return latest
 
 
-def result_datasets(output: Path) -> list[str]:
-    """Datasets with run results under ``output`` (not the sweep, plot or index-bench folders)."""
+def result_datasets(output: Path, effectiveness: bool = True) -> list[str]:
+    """Datasets with run results under ``output`` (not the sweep, plot or index-bench folders).
+
+    ``effectiveness``: leave out the cost-growth sets (``corpus_label: synthetic``, the ``scale-*`` datasets), whose
+    scratch models on generated text measure time and memory, not quality - ``cost-growth`` reports them."""
     special = {"tradeoff", "plots", "index-bench", "cost-growth", "projection"}
-    return sorted(p.name for p in Path(output).iterdir() if p.is_dir() and p.name not in special
-                  and any(p.glob("*/*.json"))) if Path(output).exists() else []
+    if not Path(output).exists():
+        return []
+    names = []
+    for folder in sorted(p for p in Path(output).iterdir() if p.is_dir() and p.name not in special):
+        files = sorted(folder.glob("*/*.json"))
+        if not files:
+            continue
+        if effectiveness and load_result(files[0]).get("dataset", {}).get("corpus_label") == "synthetic":
+            continue
+        names.append(folder.name)
+    return names
 
 
 def provenance_label(payload: dict[str, Any]) -> str:

@@ -218,6 +218,9 @@ def test_cost_growth_summarises_the_stage_timings_of_result_files(tmp_path, caps
     assert rows[0]["growth"] is None
     assert rows[1]["growth"] == pytest.approx(rows[1]["total_s"] / rows[0]["total_s"] / 5)  # BM25: nothing trained
     assert "| bm25s-bert | 10,000 |" in summary.with_suffix(".md").read_text()
+    assert main(["report", "--results", str(out)]) == 0  # quality tables: the cost-growth sets stay out
+    report = (out / "REPORT.md").read_text()
+    assert "## demo" in report and "scale-10k" not in report
     capsys.readouterr()
     assert main(["cost-growth", "--dataset", "scale-1m", "--results", str(out)]) == 2
     assert capsys.readouterr().err.startswith("error: no result files")
