@@ -11,7 +11,8 @@ from benchmark.cli import main
 from benchmark.results import find_results, latest_results, load_result, write_result
 
 
-def test_run_writes_versioned_results_and_reuses_the_index(tmp_path, capsys):
+def test_run_writes_versioned_results_and_reuses_the_index(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PROSPER_BENCH_CACHE", str(tmp_path / "cache"))  # the first run builds, whatever ran before
     out = tmp_path / "results"
     assert main(["run", "bm25s-bert", "--dataset", "demo", "--output", str(out)]) == 0
     assert main(["run", "bm25s-bert", "--dataset", "demo", "--output", str(out)]) == 0
