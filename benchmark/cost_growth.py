@@ -18,14 +18,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmark.results import find_results, load_result
+from benchmark.results import find_results, load_result, ran_on
 
 STAGES = ("load", "train", "tokenize", "generate", "encode", "build", "index", "search", "evaluate")
-VARIANT_FIELDS = ("index_type", "serving", "algorithm")
+VARIANT_FIELDS = ("index_type", "serving")
 
 
 def variant(config: dict[str, Any]) -> str:
-    parts = [f"{key}={config[key]}" for key in VARIANT_FIELDS if key in config and key != "algorithm"]
+    parts = [f"{key}={config[key]}" for key in VARIANT_FIELDS if key in config]
     return ",".join(parts)
 
 
@@ -45,7 +45,7 @@ def collect(results: Path, datasets: list[str]) -> list[dict[str, Any]]:
                          "passages": payload["dataset"].get("corpus_size"), "stages_s": stages,
                          "total_s": sum(stages.values()), "peak_rss_mb": cost.get("peak_rss_mb"),
                          "index_size_bytes": cost.get("index_size_bytes"), "MRR@10": payload["metrics"].get("MRR@10"),
-                         "queries": payload["metrics"].get("queries"), "ran_on": _ran_on(payload),
+                         "queries": payload["metrics"].get("queries"), "ran_on": ran_on(payload),
                          "machine": payload.get("environment", {}).get("machine"),
                          "file": str(path)}
     ordered = sorted(rows.values(), key=lambda r: (r["retriever"], r["variant"], r["passages"] or 0))
@@ -58,12 +58,6 @@ def collect(results: Path, datasets: list[str]) -> list[dict[str, Any]]:
 
 def _corpus_s(row: dict[str, Any]) -> float:
     return row["total_s"] - row["stages_s"].get("train", 0.0)
-
-
-def _ran_on(payload: dict[str, Any]) -> str:
-    from benchmark.results import ran_on
-
-    return ran_on(payload)
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:

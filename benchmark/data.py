@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from retrievers.artefacts import sha256_of
 from retrievers.cache import cache_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -149,14 +150,6 @@ class Dataset:
 
 
 # ------------------------------------------------------------------------------------------------------- TSV parsing
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     """Yield (1-based line number, text) for non-blank lines; a non-UTF-8 byte is an error naming the line."""
     with open(path, "rb") as fh:
@@ -280,7 +273,7 @@ def _download(url: str, target: Path, data_dir: Path | None) -> Path:
 
 
 def _checked_file(manifest: Manifest, spec: FileSpec, path: Path, verify: bool) -> dict[str, Any]:
-    digest = sha256_file(path)
+    digest = sha256_of(path)
     if verify and spec.sha256 and digest != spec.sha256:
         raise DataError(
             f"{path}: sha256 {digest[:16]}... does not match the manifest's {spec.sha256[:16]}... for {spec.name} "

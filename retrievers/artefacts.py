@@ -14,7 +14,6 @@ Every copy is checked against the pinned sha256 before use; a mismatch is an err
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from retrievers.cache import artefact_dir
+from retrievers.cache import artefact_dir, file_digest
 
 log = logging.getLogger("retrievers.artefacts")
 
@@ -76,11 +75,7 @@ QWEN_TIKTOKEN = Artefact(
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def _installed(artefact: Artefact) -> Path | None:

@@ -10,11 +10,13 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 CACHE_DIR_ENV = "PROSPER_BENCH_CACHE"
 ARTEFACT_DIR_ENV = "PROSPER_BENCH_ARTEFACTS"
@@ -64,15 +66,18 @@ class CacheUnsealed(CacheCorrupt):
     """An entry finished before entries were sealed: nothing to check it against."""
 
 
+def file_digest(path: str | os.PathLike, algorithm: Any) -> str:
+    """Hex digest of a file read in blocks; ``algorithm`` as for :func:`hashlib.file_digest` (a name such as
+    ``"sha256"`` or a constructor such as ``xxhash.xxh3_64``). The one file-hashing loop of the project."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, algorithm).hexdigest()
+
+
 def _digest(path: Path) -> str:
     """xxh3-64 of the file: ~10 GB/s, so checking a 1M-passage index costs a fraction of a second."""
     import xxhash
 
-    digest = xxhash.xxh3_64()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, xxhash.xxh3_64)
 
 
 def _entry_files(folder: Path) -> list[Path]:
