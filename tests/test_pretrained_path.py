@@ -68,7 +68,7 @@ def checkpoints(tmp_path_factory):
 
 CASES = [
     ("prosper", "qwen-bf16", FEW),
-    ("sp-qwen", "qwen-fp32", [*FEW, "--set", "output_vocabulary=seen"]),  # max pooling: the demo's terms only
+    ("sp-qwen", "qwen-bf16", [*FEW, "--set", "output_vocabulary=seen"]),  # max pooling: the demo's terms only
     ("prosper-bidir", "qwen-bf16", FEW),
     ("prosper-echo", "qwen-fp32", FEW),
     ("prosper", "qwen-bf16", [*FEW, "--set", "precision=bf16"]),  # bf16 weights throughout: heads follow, numpy fp32
