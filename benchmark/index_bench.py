@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from benchmark.workloads import generate, load_profile, synthetic_sparse
 from retrievers.base import directory_size
-from retrievers.inverted_index import InvertedIndex, quantize_queries
+from retrievers.inverted_index import ALGORITHMS, InvertedIndex, quantize_queries
 
 
 @dataclass
@@ -174,7 +174,7 @@ def bench_ours(cfg: IndexBenchConfig, docs: sp.csr_matrix, queries: sp.csr_matri
     n = queries.shape[0]
     for k in cfg.ks:
         references[k] = ref = index.search(queries, k=k, algorithm="exhaustive")
-        variants = [(a, None, 1.0) for a in ("exhaustive", "taat", "maxscore", "bmm")]
+        variants = [(a, None, 1.0) for a in ALGORITHMS]
         variants += [("bmm", m, b) for m, b in cfg.approximate]
         for algorithm, top_m, boost in variants:
             name = algorithm + (f" top-{top_m} query terms" if top_m else "") + (f" boost {boost}" if boost > 1 else "")

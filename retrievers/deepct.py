@@ -63,7 +63,7 @@ class DeepCTConfig:
     train_pretrained: TrainConfig = field(default_factory=paper_training)
     precision: str = "auto"  # auto (bf16 autocast on a GPU, fp32 on the CPU) | fp32 | bf16-autocast | bf16
     block_size: int = 64
-    algorithm: str = "auto"  # auto (bmm for k <= 50, taat above) | bmm | maxscore | taat | exhaustive
+    algorithm: str = "auto"  # auto (bmm, or two-phase for k > 50 / dense lists) | bmm | maxscore | two-phase | taat | exhaustive
     threads: int = 2
     device: str = "auto"  # training and encoding: auto (a CUDA GPU when present) | cpu | cuda[:n]
     encode_batch_size: int = 64

@@ -20,8 +20,14 @@ Design, and why:
 - **Algorithms.** ``exhaustive`` (term-at-a-time into one accumulator: the reference), ``taat`` (term-at-a-time in
   document windows with a cache-resident accumulator: every posting read, at streaming speed), ``maxscore``
   (document-at-a-time with essential / non-essential lists), ``bmm`` (MaxScore with per-window bounds and block-max
-  checks before probing), and ``auto`` (bmm for k <= 50, taat above). A document enters the top-k only with a
-  positive score. ``boost`` > 1 turns the DAAT algorithms approximate (prune against threshold x boost).
+  checks before probing), ``two-phase`` (the threshold first: the heaviest lists term-at-a-time into a collection-wide
+  accumulator, the k-th largest partial score as a safe threshold, then the remaining lists probed block by block for
+  the few documents that can still beat it - for large k and for dense, PROSPER-shaped lists, where DAAT's threshold
+  rises too late), and ``auto`` (bmm, or two-phase for k > 50 or dense lists). ``share`` (< 1) makes the DAAT and
+  two-phase splits stream more lists so that far fewer candidates are probed (a 1M-document PROSPER-shaped workload:
+  a single heavy list's partial score plus MaxScore's non-essential bounds beat the threshold for ~30% of the
+  collection; with share 0.25, 0.2%). A document enters the top-k only with a positive score. ``boost`` > 1 turns
+  the DAAT algorithms approximate (prune against threshold x boost).
 - **Speed.** The loops are numba-compiled (cached on disk: a new process does not recompile) with the GIL released;
   batches are split over threads; each thread reuses its accumulators across calls.
 """
@@ -40,10 +46,12 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-ALGORITHMS = ("exhaustive", "maxscore", "bmm", "taat")
-AUTO_TAAT_FROM = 50  # "auto": bmm for k <= this, taat above (1M synthetic docs: equal at k=50, taat 1.15x at 100)
+ALGORITHMS = ("exhaustive", "maxscore", "bmm", "taat", "two-phase")
+AUTO_LARGE_K = 50  # "auto": two-phase above this k (a DAAT threshold rises too slowly when it is the 1000th best)
+AUTO_DENSE_FLOPS = 8.0  # "auto": two-phase at any k when the query lists hold >= this many postings per document
 FORMAT_VERSION = 3  # 2 added block_first; 3 added win_offsets/win_ids/win_max and term_kth (older ones still load)
 INDEX_WINDOW = 4096
+DENSE_FROM = 8  # a DAAT window whose essential postings fill >= 1/8 of its slots is scanned, not bit-walked
 KTH_RANKS = np.array([10, 100, 1000, 10000], np.int64)
 _ARRAYS = ("offsets", "docs", "impacts", "block_offsets", "block_first", "block_last", "block_max", "term_max",
            "win_offsets", "win_ids", "win_max", "term_kth")
@@ -190,6 +198,141 @@ def _taat_windows(offsets, docs, impacts, terms, weights, k, theta, n_docs, wind
     _write_sorted(hs, hd, size, out_s, out_d)
 
 
+@numba.njit(nogil=True, cache=True)
+def _stream_lists(offsets, docs, impacts, terms, weights, order, lo, hi, acc):
+    """Lists ``order[lo:hi]`` term-at-a-time into the collection-wide ``acc`` (0.8 ns a posting at 1M documents:
+    blocking the accumulator into cache-sized spans measured slower)."""
+    for r in range(lo, hi):
+        i = order[r]
+        t, w = terms[i], weights[i]
+        for p in range(offsets[t], offsets[t + 1]):
+            acc[docs[p]] += w * np.int64(impacts[p])
+
+
+@numba.njit(nogil=True, cache=True)
+def _kth_lower_bound(acc, n_docs, k, top):
+    """A value L such that at least k documents have acc >= L (0 if fewer than k are positive): a 4,096-bucket
+    histogram of acc in [0, top], one pass, its k-th bucket from the top read at the bucket's lower edge."""
+    shift = 0
+    while (top >> shift) >= 4096:
+        shift += 1
+    hist = np.zeros(4097, np.int64)
+    for d in range(n_docs):
+        hist[acc[d] >> shift] += 1  # zeros land in bucket 0, never read: no branch in the loop
+    total = 0
+    for b in range(4096, 0, -1):
+        total += hist[b]
+        if total >= k:
+            return np.int64(b) << shift
+    return np.int64(0)
+
+
+@numba.njit(nogil=True, cache=True)
+def _two_phase(offsets, docs, impacts, block_offsets, block_first, block_last, block_max, term_max, block_size, terms,
+               weights, k, theta, n_docs, share, boost, acc, out_s, out_d):
+    """Two-phase MaxScore for dense, low-threshold workloads (large k, lists covering much of the collection).
+
+    DAAT in document order starts with a low threshold and raises it only as the collection is read; at k=1000 most
+    of the work is done before the threshold is useful. Here the threshold comes first: phase 1 streams the heaviest
+    lists (largest upper bounds) term-at-a-time into a collection-wide accumulator - every document gets a partial
+    score, and since full scores are >= partial ones, the k-th largest partial score (a histogram) is a safe
+    threshold. Lists are added, heaviest first, until the remaining lists' bounds sum to at most ``share`` x that
+    threshold. Phase 2 walks the accumulator in document order; a document whose partial score plus the remaining
+    bounds can beat the threshold has the remaining lists probed (gallop, heaviest first, stopping as soon as it cannot
+    make it) and competes for the heap. Exact (``boost`` > 1: approximate, as in ``_daat``).
+    """
+    m = terms.shape[0]
+    ub = np.empty(m, np.int64)
+    for i in range(m):
+        ub[i] = weights[i] * np.int64(term_max[terms[i]])
+    order = np.argsort(-ub, kind="mergesort")  # heaviest first
+    rest = np.int64(0)
+    for i in range(m):
+        rest += ub[i]
+    taken = 0
+    top = np.int64(0)
+    # 1a: heaviest lists until the rest cannot beat the index-only threshold on its own
+    while taken < m and (theta < 0 or rest > theta):
+        rest -= ub[order[taken]]
+        top += ub[order[taken]]
+        taken += 1
+    _stream_lists(offsets, docs, impacts, terms, weights, order, 0, taken, acc)
+    if taken < m:
+        lower = _kth_lower_bound(acc, n_docs, k, top)
+        if lower - 1 > theta:
+            theta = lower - 1
+        # 1b: more lists until the rest is a small share of the threshold (fewer candidates to probe)
+        first = taken
+        rest_added = np.int64(0)
+        while taken < m and rest > theta * share:
+            rest -= ub[order[taken]]
+            rest_added += ub[order[taken]]
+            taken += 1
+        _stream_lists(offsets, docs, impacts, terms, weights, order, first, taken, acc)
+        if taken > first and taken < m:  # the added lists raised the partial scores: a tighter threshold, fewer probes
+            lower = _kth_lower_bound(acc, n_docs, k, top + rest_added)
+            if lower - 1 > theta:
+                theta = lower - 1
+    # phase 2: candidates in document order, the remaining lists probed heaviest first, block by block: a list is
+    # searched only inside the one block that can hold the document, and only when that block's maximum allows it
+    pos = np.empty(m, np.int64)
+    end = np.empty(m, np.int64)
+    start_of = np.empty(m, np.int64)
+    bpos = np.empty(m, np.int64)
+    bend = np.empty(m, np.int64)
+    bstart = np.empty(m, np.int64)
+    for r in range(taken, m):
+        i = order[r]
+        pos[i], end[i] = offsets[terms[i]], offsets[terms[i] + 1]
+        start_of[i] = pos[i]
+        bpos[i], bend[i] = block_offsets[terms[i]], block_offsets[terms[i] + 1]
+        bstart[i] = bpos[i]
+    hs = np.empty(k, np.int64)
+    hd = np.empty(k, np.int32)
+    size = 0
+    prune = _prune_level(theta, boost)
+    cut = prune - rest if prune - rest > 0 else np.int64(0)  # a candidate needs acc > cut (and so acc > 0)
+    for d in range(n_docs):
+        score = acc[d]
+        acc[d] = 0
+        if score <= cut:  # the one branch of the scan, rarely taken the other way
+            continue
+        if score + rest <= prune:
+            continue
+        left = rest
+        pruned = False
+        for r in range(taken, m):
+            if score + left <= prune:
+                pruned = True
+                break
+            i = order[r]
+            left -= ub[i]
+            b = bpos[i]
+            while b < bend[i] and block_last[b] < d:
+                b += 1
+            bpos[i] = b
+            if b == bend[i] or block_first[b] > d:
+                continue
+            if score + left + weights[i] * np.int64(block_max[b]) <= prune:
+                pruned = True
+                break
+            p = max(pos[i], start_of[i] + (b - bstart[i]) * block_size)
+            e = min(start_of[i] + (b - bstart[i] + 1) * block_size, end[i])
+            if docs[p] < d:
+                p = p + 1 + np.searchsorted(docs[p + 1:e], d)
+            pos[i] = p
+            if p < e and docs[p] == d:
+                score += weights[i] * np.int64(impacts[p])
+        if pruned:
+            continue
+        if score > theta:  # documents come in increasing order: a tie never beats the heap's worst
+            size = _heap_offer(hs, hd, size, k, score, np.int32(d))
+            if size == k and hs[0] > theta:
+                theta = hs[0]
+                prune = _prune_level(theta, boost)
+    _write_sorted(hs, hd, size, out_s, out_d)
+
+
 # --------------------------------------------------------------------------------------------- MaxScore / BMM
 _DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
 _DEBRUIJN_INDEX = np.zeros(64, np.int64)
@@ -216,7 +359,7 @@ def _gallop(docs, p, e, d):
 
 @numba.njit(nogil=True, cache=True)
 def _daat(offsets, docs, impacts, block_offsets, block_first, block_last, block_max, term_max, win_offsets, win_ids,
-          win_max, index_window, terms, weights, k, use_blocks, n_docs, block_size, window, theta, boost, acc,
+          win_max, index_window, terms, weights, k, use_blocks, n_docs, block_size, window, theta, boost, share, acc,
           touched_bits, out_s, out_d):
     """MaxScore over windows of ``window`` documents, as Lucene's MaxScoreBulkScorer does.
 
@@ -258,6 +401,11 @@ def _daat(offsets, docs, impacts, block_offsets, block_first, block_last, block_
     order = np.argsort(ub, kind="mergesort")  # ascending bound: non-essential candidates first
     prefix = np.cumsum(ub[order])
     bound = ub.copy()
+    length = np.empty(m, np.float64)
+    for i in range(m):
+        length[i] = end[i] - pos[i]
+    cand = np.empty(window, np.int32)
+    cand_score = np.empty(window, np.int64)
     cpos = bpos.copy()  # per-candidate block cursor (Block-Max MaxScore), monotone like the documents
     hs = np.empty(k, np.int64)
     hd = np.empty(k, np.int32)
@@ -297,89 +445,120 @@ def _daat(offsets, docs, impacts, block_offsets, block_first, block_last, block_
                 prefix[a] = running
         first = 0
         if prune >= 0:
-            while first < m and prefix[first] <= prune:
+            while first < m and prefix[first] <= prune * share:
                 first += 1
         if first == m:
             if not use_blocks:
                 break  # with global bounds, no later window can do better either
             continue
+        # essential lists -> accumulator; dense windows (expected postings >= 1/DENSE_FROM of the slots) are then
+        # scanned slot by slot, sparse ones walked through a bitmap of the touched slots
+        expected = 0.0
+        for r in range(first, m):
+            expected += length[order[r]]
+        dense = expected * (w1 - w0) * DENSE_FROM >= (w1 - w0) * np.float64(n_docs)
         touched = False
         for r in range(first, m):
             i = order[r]
             p, e, wi = pos[i], end[i], weights[i]
             if p < e and docs[p] < w0:
                 p = _gallop(docs, p, e, w0)
-            while p < e and docs[p] < w1:
-                slot = docs[p] - w0
-                acc[slot] += wi * np.int64(impacts[p])
-                touched_bits[slot >> 6] |= np.uint64(1) << np.uint64(slot & 63)
-                p += 1
-                touched = True
+            if dense:
+                q0 = p
+                while p < e and docs[p] < w1:
+                    acc[docs[p] - w0] += wi * np.int64(impacts[p])
+                    p += 1
+                touched = touched or p != q0
+            else:
+                while p < e and docs[p] < w1:
+                    slot = docs[p] - w0
+                    acc[slot] += wi * np.int64(impacts[p])
+                    touched_bits[slot >> 6] |= np.uint64(1) << np.uint64(slot & 63)
+                    p += 1
+                    touched = True
             pos[i] = p
         if not touched:
             continue
-        for word in range((w1 - w0 + 63) >> 6):
-            bits = touched_bits[word]
-            touched_bits[word] = 0
-            while bits != 0:
-                low = bits & (~bits + np.uint64(1))
-                bits ^= low
-                j = (word << 6) + _DEBRUIJN_INDEX[(low * _DEBRUIJN) >> np.uint64(58)]
-                score = acc[j]
+        rest0 = prefix[first - 1] if first > 0 else np.int64(0)
+        cut = prune - rest0 if prune - rest0 > 0 else np.int64(0)  # a candidate needs acc > cut (and so acc > 0)
+        n_cand = 0
+        if dense:
+            for j in range(w1 - w0):
+                v = acc[j]
                 acc[j] = 0
-                d = w0 + j
-                if first > 0:
-                    if prune >= 0 and score + prefix[first - 1] <= prune:
-                        continue
-                    rest = prefix[first - 1]
-                    pruned = False
-                    for r in range(first - 1, -1, -1):
-                        if prune >= 0 and score + rest <= prune:
+                if v > cut:
+                    cand[n_cand] = j
+                    cand_score[n_cand] = v
+                    n_cand += 1
+        else:
+            for word in range((w1 - w0 + 63) >> 6):
+                bits = touched_bits[word]
+                touched_bits[word] = 0
+                while bits != 0:
+                    low = bits & (~bits + np.uint64(1))
+                    bits ^= low
+                    j = (word << 6) + _DEBRUIJN_INDEX[(low * _DEBRUIJN) >> np.uint64(58)]
+                    v = acc[j]
+                    acc[j] = 0
+                    if v > cut:
+                        cand[n_cand] = j
+                        cand_score[n_cand] = v
+                        n_cand += 1
+        for c in range(n_cand):
+            score = cand_score[c]
+            d = w0 + cand[c]
+            if first > 0:
+                if prune >= 0 and score + prefix[first - 1] <= prune:
+                    continue
+                rest = prefix[first - 1]
+                pruned = False
+                for r in range(first - 1, -1, -1):
+                    if prune >= 0 and score + rest <= prune:
+                        pruned = True
+                        break
+                    i = order[r]
+                    rest -= bound[i]
+                    if use_blocks:
+                        # Block-Max: the bound of the one block of list i that could hold d (0 when d falls between
+                        # two blocks: list i cannot hold d and is not probed); the block cursor only moves forward
+                        b = cpos[i]
+                        while b < bend[i] and block_last[b] < d:
+                            b += 1
+                        cpos[i] = b
+                        if b == bend[i] or block_first[b] > d:
+                            continue
+                        if prune >= 0 and score + rest + weights[i] * np.int64(block_max[b]) <= prune:
                             pruned = True
                             break
-                        i = order[r]
-                        rest -= bound[i]
-                        if use_blocks:
-                            # Block-Max: the bound of the one block of list i that could hold d (0 when d falls between
-                            # two blocks: list i cannot hold d and is not probed); the block cursor only moves forward
-                            b = cpos[i]
-                            while b < bend[i] and block_last[b] < d:
-                                b += 1
-                            cpos[i] = b
-                            if b == bend[i] or block_first[b] > d:
-                                continue
-                            if prune >= 0 and score + rest + weights[i] * np.int64(block_max[b]) <= prune:
-                                pruned = True
-                                break
-                            # d can only be in block b: search its postings, not the list from the cursor on
-                            p = max(pos[i], start_of[i] + (b - bstart[i]) * block_size)
-                            e = min(start_of[i] + (b - bstart[i] + 1) * block_size, end[i])
-                            if docs[p] < d:
-                                p = p + 1 + np.searchsorted(docs[p + 1:e], d)
-                            pos[i] = p
-                            if p < e and docs[p] == d:
-                                score += weights[i] * np.int64(impacts[p])
-                            continue
-                        p, e = pos[i], end[i]
-                        if p < e and docs[p] < d:
-                            p = _gallop(docs, p, e, d)
-                            pos[i] = p
+                        # d can only be in block b: search its postings, not the list from the cursor on
+                        p = max(pos[i], start_of[i] + (b - bstart[i]) * block_size)
+                        e = min(start_of[i] + (b - bstart[i] + 1) * block_size, end[i])
+                        if docs[p] < d:
+                            p = p + 1 + np.searchsorted(docs[p + 1:e], d)
+                        pos[i] = p
                         if p < e and docs[p] == d:
                             score += weights[i] * np.int64(impacts[p])
-                    if pruned:
                         continue
-                if score > theta:  # documents come in increasing order: a tie never beats the heap's worst
-                    size = _heap_offer(hs, hd, size, k, score, np.int32(d))
-                    if size == k and hs[0] > theta:
-                        theta = hs[0]
-                        prune = _prune_level(theta, boost)
+                    p, e = pos[i], end[i]
+                    if p < e and docs[p] < d:
+                        p = _gallop(docs, p, e, d)
+                        pos[i] = p
+                    if p < e and docs[p] == d:
+                        score += weights[i] * np.int64(impacts[p])
+                if pruned:
+                    continue
+            if score > theta:  # documents come in increasing order: a tie never beats the heap's worst
+                size = _heap_offer(hs, hd, size, k, score, np.int32(d))
+                if size == k and hs[0] > theta:
+                    theta = hs[0]
+                    prune = _prune_level(theta, boost)
     _write_sorted(hs, hd, size, out_s, out_d)
 
 
 @numba.njit(nogil=True, cache=True)
 def _search_chunk(offsets, docs, impacts, block_offsets, block_first, block_last, block_max, term_max, win_offsets,
                   win_ids, win_max, term_kth, n_docs, block_size, index_window, window, q_indptr, q_terms, q_weights,
-                  start, stop, k, algorithm, kth_column, boost, acc, touched, out_s, out_d):
+                  start, stop, k, algorithm, kth_column, boost, share, acc, touched, out_s, out_d):
     """Queries ``start..stop`` with one algorithm; ``acc`` / ``touched`` are this thread's reusable buffers."""
     touched_bits = np.zeros((window + 63) // 64, np.uint64)
     for q in range(start, stop):
@@ -391,12 +570,15 @@ def _search_chunk(offsets, docs, impacts, block_offsets, block_first, block_last
             _exhaustive(offsets, docs, impacts, terms, weights, k, acc, touched, out_s[q], out_d[q])
             continue
         theta = _theta0(terms, weights, term_kth, kth_column)
-        if algorithm == 3:
+        if algorithm == 4:
+            _two_phase(offsets, docs, impacts, block_offsets, block_first, block_last, block_max, term_max,
+                       np.int64(block_size), terms, weights, k, theta, n_docs, share, boost, acc, out_s[q], out_d[q])
+        elif algorithm == 3:
             _taat_windows(offsets, docs, impacts, terms, weights, k, theta, n_docs, window, acc, out_s[q], out_d[q])
         else:
             _daat(offsets, docs, impacts, block_offsets, block_first, block_last, block_max, term_max, win_offsets,
                   win_ids, win_max, index_window, terms, weights, k, algorithm == 2, n_docs, np.int64(block_size),
-                  window, theta, boost, acc, touched_bits, out_s[q], out_d[q])
+                  window, theta, boost, share, acc, touched_bits, out_s[q], out_d[q])
 
 
 # ------------------------------------------------------------------------------------------------------- build
@@ -648,7 +830,7 @@ class InvertedIndex:
     # -- search --------------------------------------------------------------------------------------------------
     def _thread_buffers(self, algorithm: int, window: int) -> tuple[np.ndarray, np.ndarray]:
         """This thread's accumulator (and touched list): allocated once, reused by every call (they are left zeroed)."""
-        size = self.n_docs if algorithm == 0 else window
+        size = self.n_docs if algorithm in (0, 4) else window
         buffers = getattr(self._buffers, "arrays", None)
         if buffers is None or buffers[0].shape[0] < max(size, 1):
             buffers = (np.zeros(max(size, 1), np.int64), np.zeros(max(self.n_docs if algorithm == 0 else 1, 1),
@@ -661,18 +843,20 @@ class InvertedIndex:
 
     def search(self, queries: sp.spmatrix, k: int = 10, algorithm: str = "auto", top_m: int | None = None,
                query_bits: int = 8, threads: int = 1, window: int | None = None, seed: bool = True,
-               boost: float = 1.0) -> SearchResult:
+               boost: float = 1.0, share: float | None = None) -> SearchResult:
         """Top-k for each row of ``queries`` (n_queries x vocab, non-negative weights); exact unless ``boost`` > 1.
 
-        ``algorithm``: ``auto`` (Block-Max MaxScore for k <= 50, windowed TAAT above: at large k the threshold stays
-        low, pruning saves little and its random probes cost more than streaming), ``bmm``, ``maxscore``, ``taat``,
-        ``exhaustive``. ``window``: documents per DAAT/TAAT window (default: the index's); ``seed``: start from the
-        k-th-impact threshold. Both are speed knobs, never a change in results. ``boost`` > 1 (DAAT only): prune
-        against the threshold x boost - approximate, for the online setting together with ``top_m``.
+        ``algorithm``: ``auto`` picks by measurement (1M documents, 1 thread; results/index-bench): Block-Max MaxScore
+        (``bmm``) for k <= 50 on lists of ordinary density, ``two-phase`` for larger k or when the query's lists hold
+        >= 8 postings per document (a PROSPER-shaped workload: few heavy terms that occur in a third of the
+        collection); or any of ``bmm``, ``maxscore``, ``two-phase``, ``taat``, ``exhaustive``. ``window``: documents
+        per DAAT/TAAT window (default: the index's); ``seed``: start from the k-th-impact threshold; ``share``: the
+        non-essential lists' bounds may sum to at most ``share`` x the threshold (1 is MaxScore's classic split; less
+        streams more lists and probes far fewer candidates; default: 0.5 for DAAT, 0.25 / 0.1 for two-phase at small /
+        large k, as measured). All three are speed knobs, never a change in results. ``boost`` > 1 (DAAT only): prune
+        against the threshold x boost - approximate.
         """
-        if algorithm == "auto":
-            algorithm = "bmm" if k <= AUTO_TAAT_FROM else "taat"
-        if algorithm not in ALGORITHMS:
+        if algorithm not in ("auto", *ALGORITHMS):
             raise ValueError(f"unknown algorithm {algorithm!r}; choose from {('auto', *ALGORITHMS)}")
         if queries.shape[1] != self.vocab_size:
             raise ValueError(f"queries have {queries.shape[1]} columns, the index vocabulary has {self.vocab_size}")
@@ -680,9 +864,15 @@ class InvertedIndex:
             raise ValueError("k must be >= 1")
         if boost < 1.0:
             raise ValueError("boost must be >= 1 (1 = exact)")
+        if share is not None and not 0.0 <= share <= 1.0:
+            raise ValueError("share must be in [0, 1]")
         window = int(window or self.window)
         indptr, terms, weights, q_scales = quantize_queries(queries, query_bits, top_m)
         n = len(indptr) - 1
+        if algorithm == "auto":
+            algorithm = self._auto(terms, n, k)
+        if share is None:
+            share = (0.25 if k <= AUTO_LARGE_K else 0.1) if algorithm == "two-phase" else 0.5
         k_eff = min(k, max(self.n_docs, 1))
         out_d = np.full((n, k_eff), -1, np.int32)
         out_s = np.zeros((n, k_eff), np.int64)
@@ -694,7 +884,8 @@ class InvertedIndex:
         def work(bounds: tuple[int, int]) -> None:
             acc, touched = self._thread_buffers(code, window)
             _search_chunk(*arrays, self.n_docs, self.block_size, self.window, window, indptr, terms, weights,
-                          bounds[0], bounds[1], k_eff, code, kth_column, float(boost), acc, touched, out_s, out_d)
+                          bounds[0], bounds[1], k_eff, code, kth_column, float(boost), float(share), acc, touched,
+                          out_s, out_d)
 
         threads = max(1, min(threads, n))
         step = max(1, math.ceil(n / (threads * 4)))
@@ -708,12 +899,26 @@ class InvertedIndex:
         scores = out_s.astype(np.float64) * (q_scales[:, None] * self.scale)
         return SearchResult(out_d, out_s, scores)
 
+    def _auto(self, terms: np.ndarray, n_queries: int, k: int) -> str:
+        density = self.list_lengths()[terms].sum() / max(self.n_docs, 1) / max(n_queries, 1)
+        return "two-phase" if k > AUTO_LARGE_K or density >= AUTO_DENSE_FLOPS else "bmm"
+
+    def auto_algorithm(self, queries: sp.spmatrix, k: int, top_m: int | None = None) -> str:
+        """The algorithm ``algorithm="auto"`` runs for this batch (see :meth:`search`)."""
+        indptr, terms, _, _ = quantize_queries(queries, 8, top_m)
+        return self._auto(terms, len(indptr) - 1, k)
+
+    def list_lengths(self) -> np.ndarray:
+        """Postings per term (computed once)."""
+        if getattr(self, "_lengths", None) is None:
+            self._lengths = np.diff(np.asarray(self.offsets))
+        return self._lengths
+
     def overlap_flops(self, queries: sp.spmatrix, top_m: int | None = None) -> float:
         """Average number of terms a query shares with a document, over all (query, document) pairs."""
         indptr, terms, _, _ = quantize_queries(queries, 8, top_m)
-        lengths = np.diff(np.asarray(self.offsets))
         n = len(indptr) - 1
-        return float(lengths[terms].sum() / max(self.n_docs, 1) / max(n, 1))
+        return float(self.list_lengths()[terms].sum() / max(self.n_docs, 1) / max(n, 1))
 
 
 def brute_force(index: InvertedIndex, queries: sp.spmatrix, k: int, top_m: int | None = None,

@@ -100,7 +100,7 @@ class SparseConfig:
     gradient_checkpointing: bool = False
     query_top_m: int | None = None
     block_size: int = 64
-    algorithm: str = "auto"  # auto (bmm for k <= 50, taat above) | bmm | maxscore | taat | exhaustive
+    algorithm: str = "auto"  # auto (bmm, or two-phase for k > 50 / dense lists) | bmm | maxscore | two-phase | taat | exhaustive
     encode_batch_size: int = 64
     threads: int = 2
     latency_queries: int = 1000

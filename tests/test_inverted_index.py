@@ -8,7 +8,7 @@ import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from retrievers.inverted_index import ALGORITHMS, InvertedIndex, brute_force, quantize_queries
+from retrievers.inverted_index import ALGORITHMS, AUTO_DENSE_FLOPS, InvertedIndex, brute_force, quantize_queries
 
 
 def random_sparse(rng, rows, vocab, nnz_per_row, zipf=1.1, integer=False):
@@ -42,13 +42,13 @@ def collections(draw):
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(collections(), st.sampled_from([1, 10, 1000]), st.sampled_from([None, 1, 3, 16]), st.sampled_from([1, 7, 64, 100, 4096]),
-       st.booleans())
-def test_every_algorithm_equals_brute_force(data, k, top_m, window, seed):
+       st.booleans(), st.sampled_from([1.0, 0.5, 0.1, 0.0]))
+def test_every_algorithm_equals_brute_force(data, k, top_m, window, seed, share):
     docs, queries, block, index_window = data
     index = InvertedIndex.build(docs, block_size=block, window=index_window)
     ref_docs, ref_scores = brute_force(index, queries, k, top_m=top_m)
     for algorithm in ALGORITHMS:
-        got = index.search(queries, k=k, algorithm=algorithm, top_m=top_m, window=window, seed=seed)
+        got = index.search(queries, k=k, algorithm=algorithm, top_m=top_m, window=window, seed=seed, share=share)
         np.testing.assert_array_equal(got.doc_index, ref_docs, err_msg=algorithm)
         np.testing.assert_array_equal(got.int_scores, ref_scores, err_msg=algorithm)
 
@@ -62,21 +62,37 @@ def test_exact_on_a_larger_zipfian_collection(k, top_m):
     index = InvertedIndex.build(docs, block_size=64)
     ref_docs, ref_scores = brute_force(index, queries, k, top_m=top_m)
     for algorithm in ALGORITHMS:
-        got = index.search(queries, k=k, algorithm=algorithm, top_m=top_m, threads=2, window=256)
-        np.testing.assert_array_equal(got.doc_index, ref_docs, err_msg=algorithm)
-        np.testing.assert_array_equal(got.int_scores, ref_scores, err_msg=algorithm)
+        for share in (None, 1.0, 0.25):
+            got = index.search(queries, k=k, algorithm=algorithm, top_m=top_m, threads=2, window=256, share=share)
+            np.testing.assert_array_equal(got.doc_index, ref_docs, err_msg=f"{algorithm} share {share}")
+            np.testing.assert_array_equal(got.int_scores, ref_scores, err_msg=f"{algorithm} share {share}")
 
 
-def test_auto_serves_exactly_with_bmm_for_small_k_and_taat_for_large_k():
+def test_auto_serves_exactly_with_bmm_for_small_k_and_two_phase_for_large_k():
     rng = np.random.default_rng(9)
     index = InvertedIndex.build(random_sparse(rng, 3000, 500, 60), window=256)
     queries = random_sparse(rng, 12, 500, 25)
-    for k, expected in ((10, "bmm"), (1000, "taat")):
+    for k, expected in ((10, "bmm"), (1000, "two-phase")):
+        assert index.auto_algorithm(queries, k) == expected
         ref_docs, ref_scores = brute_force(index, queries, k)
         auto, same = index.search(queries, k=k), index.search(queries, k=k, algorithm=expected)
         np.testing.assert_array_equal(auto.doc_index, ref_docs)
         np.testing.assert_array_equal(auto.int_scores, ref_scores)
         np.testing.assert_array_equal(auto.doc_index, same.doc_index)
+
+
+def test_auto_takes_two_phase_at_small_k_when_the_query_lists_are_dense():
+    """Lists holding >= AUTO_DENSE_FLOPS postings per document (a PROSPER-shaped workload) go to two-phase."""
+    rng = np.random.default_rng(3)
+    dense = InvertedIndex.build(sp.random(2000, 40, density=0.5, format="csr", random_state=rng))
+    queries = sp.random(5, 40, density=0.8, format="csr", random_state=rng)
+    assert dense.overlap_flops(queries) >= AUTO_DENSE_FLOPS
+    assert dense.auto_algorithm(queries, 10) == "two-phase"
+    sparse_index = InvertedIndex.build(random_sparse(rng, 2000, 4000, 20))
+    assert sparse_index.auto_algorithm(random_sparse(rng, 5, 4000, 10), 10) == "bmm"
+    ref_docs, ref_scores = brute_force(dense, queries, 10)
+    np.testing.assert_array_equal(dense.search(queries, k=10).doc_index, ref_docs)
+    np.testing.assert_array_equal(dense.search(queries, k=10).int_scores, ref_scores)
 
 
 def test_boost_is_approximate_and_only_loses_documents_near_the_threshold():
