@@ -34,6 +34,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from benchmark.workloads import generate, load_profile, synthetic_sparse
+from retrievers.approximate_index import ApproximateIndex
 from retrievers.base import directory_size
 from retrievers.inverted_index import ALGORITHMS, InvertedIndex, quantize_queries
 
@@ -54,7 +55,9 @@ class IndexBenchConfig:
     threads: int = 1  # every timed call runs on one thread (builds may use more: build_threads)
     build_threads: int = 2
     block_size: int = 64
-    approximate: tuple[tuple[int, float], ...] = ((16, 1.0), (24, 1.0), (28, 1.0))  # (top_m query terms, boost)
+    approximate: tuple[tuple[int, float], ...] = ((16, 1.0), (24, 1.0), (28, 1.0))  # bmm (top_m query terms, boost)
+    # ApproximateIndex rows: (postings kept per list, candidates per result (x k), top_m query terms for candidates)
+    pruned: tuple[tuple[int, int, int | None], ...] = ((1000, 5, 24), (1000, 5, None), (2000, 5, 24))
     seismic_heap_factors: tuple[float, ...] = (0.9, 0.7)
     peers: tuple[str, ...] = ("lucene", "pisa", "seismic")
     work_dir: str | None = None
@@ -187,7 +190,37 @@ def bench_ours(cfg: IndexBenchConfig, docs: sp.csr_matrix, queries: sp.csr_matri
             report.rows.append(Row("prosper-bench", name, index.n_docs, k, exact=exact, index_bytes=size,
                                    build_s=build_s, recall=scorer.recall(retrieved, ref.doc_index, ref.int_scores),
                                    note="wrapper: query quantization in Python", **numbers))
+    bench_pruned(cfg, docs, queries, scorer, references, work, report, floor["ms_per_query"])
     return index, scorer, references
+
+
+def bench_pruned(cfg: IndexBenchConfig, docs: sp.csr_matrix, queries: sp.csr_matrix, scorer: ExactScorer,
+                 references: dict, work: Path, report: Report, floor_ms: float) -> None:
+    """Our approximate index (pruned lists + forward index, ``retrievers/approximate_index.py``), one build per
+    pruning level; its size is the approximate index's own (it does not need the exact one)."""
+    n = queries.shape[0]
+    for postings in sorted({p for p, _, _ in cfg.pruned}):
+        t0 = time.perf_counter()
+        approx = ApproximateIndex.build(docs, postings_per_list=postings, block_size=cfg.block_size)
+        approx.save(work / f"approx-{postings}")
+        build_s = time.perf_counter() - t0
+        approx = ApproximateIndex.load(work / f"approx-{postings}")
+        size = directory_size(work / f"approx-{postings}") - (work / f"approx-{postings}" / "pruned" /
+                                                              "doc_ids.json").stat().st_size
+        for k in cfg.ks:
+            ref = references[k]
+            for _, factor, top_m in (row for row in cfg.pruned if row[0] == postings):
+                options = {"k": k, "candidates": factor * k, "top_m": top_m}
+                name = (f"pruned {postings}/list, {factor * k} candidates" +
+                        (f", top-{top_m} query terms" if top_m else ""))
+                timing = Timing(
+                    batch=lambda o=options, a=approx: [list(r) for r in a.search(queries, threads=1, **o).doc_index],
+                    single=lambda q, o=options, a=approx: a.search(queries[q], **o))
+                numbers, retrieved = timing.measure(n, floor_ms)
+                report.rows.append(Row("prosper-bench", name, approx.n_docs, k, exact=False, index_bytes=size,
+                                       build_s=build_s, recall=scorer.recall(retrieved, ref.doc_index, ref.int_scores),
+                                       note="approximate index: pruned lists + forward index", **numbers))
+        del approx
 
 
 # ------------------------------------------------------------------------------------------------------- peers

@@ -1,0 +1,59 @@
+"""The approximate index: exact when nothing is pruned, exact scores for whatever it returns, high recall when pruned."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from retrievers.approximate_index import ApproximateIndex
+from retrievers.inverted_index import InvertedIndex, brute_force, quantize_queries
+from tests.test_inverted_index import random_sparse
+
+
+@pytest.fixture(scope="module")
+def collection():
+    rng = np.random.default_rng(11)
+    return random_sparse(rng, 3000, 800, 80), random_sparse(rng, 30, 800, 25)
+
+
+@pytest.mark.parametrize("k", [1, 10, 100])
+def test_without_pruning_it_is_the_exact_top_k(collection, k):
+    docs, queries = collection
+    exact = InvertedIndex.build(docs)
+    approx = ApproximateIndex.build(docs, postings_per_list=docs.shape[0])
+    assert approx.pruned.docs.shape[0] == exact.docs.shape[0]
+    ref_docs, ref_scores = brute_force(exact, queries, k)
+    got = approx.search(queries, k=k, candidates=k)
+    np.testing.assert_array_equal(got.doc_index, ref_docs)
+    np.testing.assert_array_equal(got.int_scores, ref_scores)
+
+
+def test_pruned_lists_keep_their_heaviest_postings_and_scores_stay_exact(collection, tmp_path):
+    docs, queries = collection
+    exact = InvertedIndex.build(docs)
+    approx = ApproximateIndex.build(docs, postings_per_list=150)
+    lengths = np.diff(np.asarray(exact.offsets))
+    kept = np.diff(np.asarray(approx.pruned.offsets))
+    assert (kept >= np.minimum(lengths, 150)).all() and kept.sum() < lengths.sum()
+    for t in np.flatnonzero(lengths > 150)[:20]:  # what is kept is at least as heavy as what is dropped
+        full = np.asarray(exact.impacts)[exact.offsets[t]:exact.offsets[t + 1]]
+        part = np.asarray(approx.pruned.impacts)[approx.pruned.offsets[t]:approx.pruned.offsets[t + 1]]
+        assert part.min() >= np.sort(full)[::-1][kept[t]:].max(initial=0)
+    got = approx.search(queries, k=10, candidates=50, top_m=16)
+    ref_docs, ref_scores = brute_force(exact, queries, 10)
+    indptr, terms, weights, _ = quantize_queries(queries)
+    q_int = sp.csr_matrix((weights, terms, indptr), shape=queries.shape)
+    d_int = sp.csc_matrix((np.asarray(exact.impacts).astype(np.int64), exact.docs, exact.offsets), shape=docs.shape)
+    dense = (q_int @ d_int.T).toarray()
+    recall = []
+    for q in range(queries.shape[0]):
+        found = got.doc_index[q][got.doc_index[q] >= 0]
+        assert (dense[q, found] == got.int_scores[q, :found.size]).all()  # exact scores for what it returns
+        if (ref_docs[q] >= 0).any():
+            recall.append(len(set(found) & set(ref_docs[q][ref_docs[q] >= 0])) / (ref_docs[q] >= 0).sum())
+    assert 0.9 <= np.mean(recall) < 1.0  # it prunes, and still finds most of the top 10
+    approx.save(tmp_path / "approx")
+    again = ApproximateIndex.load(tmp_path / "approx")
+    assert again.size_bytes() == approx.size_bytes()
+    np.testing.assert_array_equal(again.search(queries, k=10, candidates=50, top_m=16).doc_index, got.doc_index)
