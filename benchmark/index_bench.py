@@ -55,7 +55,7 @@ class IndexBenchConfig:
     threads: int = 1  # every timed call runs on one thread (builds may use more: build_threads)
     build_threads: int = 2
     block_size: int = 64
-    approximate: tuple[tuple[int, float], ...] = ((16, 1.0), (24, 1.0), (28, 1.0))  # bmm (top_m query terms, boost)
+    approximate: tuple[tuple[int, float], ...] = ((16, 1.0), (24, 1.0), (28, 1.0))  # auto: (top_m query terms, boost)
     # ApproximateIndex rows: (postings kept per list, candidates per result (x k), top_m query terms for candidates)
     pruned: tuple[tuple[int, int, int | None], ...] = ((1000, 5, 24), (1000, 5, None), (2000, 5, 24))
     seismic_heap_factors: tuple[float, ...] = (0.9, 0.7)
@@ -94,8 +94,7 @@ class ExactScorer:
     def __init__(self, index: InvertedIndex, queries: sp.csr_matrix):
         indptr, terms, weights, _ = quantize_queries(queries)
         self.q = sp.csr_matrix((weights, terms, indptr), shape=(queries.shape[0], index.vocab_size))
-        self.d = sp.csc_matrix((np.asarray(index.impacts).astype(np.int64), np.asarray(index.docs),
-                                np.asarray(index.offsets)), shape=(index.n_docs, index.vocab_size)).tocsr()
+        self.d = index.document_matrix()
 
     def recall(self, retrieved: list[list[int]], reference: np.ndarray, reference_scores: np.ndarray) -> float:
         values = []
@@ -177,8 +176,8 @@ def bench_ours(cfg: IndexBenchConfig, docs: sp.csr_matrix, queries: sp.csr_matri
     n = queries.shape[0]
     for k in cfg.ks:
         references[k] = ref = index.search(queries, k=k, algorithm="exhaustive")
-        variants = [(a, None, 1.0) for a in ALGORITHMS]
-        variants += [("bmm", m, b) for m, b in cfg.approximate]
+        variants = [(a, None, 1.0) for a in ALGORITHMS]  # the online setting: auto on the top-m query terms
+        variants += [(index.auto_algorithm(queries, k, m), m, b) for m, b in cfg.approximate]
         for algorithm, top_m, boost in variants:
             name = algorithm + (f" top-{top_m} query terms" if top_m else "") + (f" boost {boost}" if boost > 1 else "")
             options = {"k": k, "algorithm": algorithm, "top_m": top_m, "boost": boost}
@@ -225,10 +224,7 @@ def bench_pruned(cfg: IndexBenchConfig, docs: sp.csr_matrix, queries: sp.csr_mat
 
 # ------------------------------------------------------------------------------------------------------- peers
 def _quantized_terms(index: InvertedIndex) -> sp.csr_matrix:
-    d = sp.csc_matrix((np.asarray(index.impacts).astype(np.int32), np.asarray(index.docs),
-                       np.asarray(index.offsets)), shape=(index.n_docs, index.vocab_size)).tocsr()
-    d.sort_indices()
-    return d
+    return index.document_matrix(np.int32)
 
 
 def _query_terms(queries: sp.csr_matrix) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -175,8 +175,7 @@ def profile_from_retriever(name: str, dataset_name: str, data_dir: str | None = 
     index = retriever.index_
     if index is None:
         raise ValueError(f"{name} is not served from the inverted index: no sparse vectors to fit")
-    docs = sp.csc_matrix((np.asarray(index.impacts).astype(np.float32) * index.scale, np.asarray(index.docs),
-                          np.asarray(index.offsets)), shape=(index.n_docs, index.vocab_size)).tocsr()
+    docs = index.document_matrix(np.float32) * np.float32(index.scale)
     queries = retriever.encode(list(dataset.queries.values()), "query")
     return fit_profile(docs, queries, f"{name}@{dataset_name}",
                        {"retriever": name, "dataset": dataset_name, "fingerprint": dataset.fingerprint,

@@ -108,8 +108,7 @@ class ApproximateIndex:
         del terms, kept
         pruned = InvertedIndex.build(pruned_matrix, doc_ids=full.doc_ids, block_size=block_size, scale=full.scale)
         # the forward index is the full index read document by document (the same quantized impacts)
-        forward = sp.csc_matrix((impacts, docs, offsets), shape=(full.n_docs, full.vocab_size)).tocsr()
-        forward.sort_indices()
+        forward = full.document_matrix(np.uint8)
         term_dtype = np.uint16 if full.vocab_size <= np.iinfo(np.uint16).max + 1 else np.int32
         arrays = {"forward_indptr": forward.indptr.astype(np.int64), "forward_terms": forward.indices.astype(term_dtype),
                   "forward_impacts": forward.data.astype(np.uint8)}

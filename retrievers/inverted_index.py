@@ -762,7 +762,8 @@ class InvertedIndex:
     # -- construction --------------------------------------------------------------------------------------------
     @classmethod
     def build(cls, matrix: sp.spmatrix, doc_ids: list[str] | None = None, block_size: int = 64,
-              scale: float | None = None, window: int = INDEX_WINDOW, chunk: int = 1 << 24) -> InvertedIndex:
+              scale: float | None = None, window: int = INDEX_WINDOW, chunk: int = 1 << 24,
+              ) -> InvertedIndex:
         """Build from a (n_docs x vocab) non-negative sparse matrix of document weights.
 
         Memory: the caller's matrix is read as it is (CSR, any float dtype); impacts are quantized chunk by chunk into
@@ -794,6 +795,13 @@ class InvertedIndex:
                   **_block_arrays(offsets, docs, impacts, block_size)}
         arrays.update(_derived_arrays(arrays, window))
         return cls(arrays, n_docs, vocab, scale, block_size, doc_ids, window)
+
+    def document_matrix(self, dtype=np.int64) -> sp.csr_matrix:
+        """The quantized impacts as a (n_docs x vocab) CSR matrix, for readers that want documents, not lists."""
+        matrix = sp.csc_matrix((np.asarray(self.impacts).astype(dtype), np.asarray(self.docs), np.asarray(self.offsets)),
+                               shape=(self.n_docs, self.vocab_size)).tocsr()
+        matrix.sort_indices()
+        return matrix
 
     # -- persistence ---------------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
@@ -926,8 +934,7 @@ def brute_force(index: InvertedIndex, queries: sp.spmatrix, k: int, top_m: int |
     """Reference: dense integer dot products on the quantized weights, ties by smaller doc index."""
     indptr, terms, weights, _ = quantize_queries(queries, query_bits, top_m)
     q = sp.csr_matrix((weights, terms, indptr), shape=(len(indptr) - 1, index.vocab_size)).astype(np.int64)
-    d = sp.csc_matrix((np.asarray(index.impacts).astype(np.int64), np.asarray(index.docs), np.asarray(index.offsets)),
-                      shape=(index.n_docs, index.vocab_size))
+    d = index.document_matrix()
     scores = (q @ d.T).toarray()
     k_eff = min(k, index.n_docs)
     docs = np.full((scores.shape[0], k_eff), -1, np.int32)

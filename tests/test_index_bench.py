@@ -20,8 +20,11 @@ def test_index_bench_reports_batch_timings_floor_and_ratios(tmp_path, capsys):
     config, rows = report["config"], report["rows"]
     assert config["threads"] == 1 and config["floor_ns_per_posting"] > 0
     exact = [r for r in rows if r["exact"]]
-    assert {r["variant"] for r in exact} == {"exhaustive", "taat", "maxscore", "bmm"}
+    assert {r["variant"] for r in exact} == {"exhaustive", "taat", "maxscore", "bmm", "two-phase"}
     assert all(r["recall"] == 1.0 and r["batch_ms"] > 0 and r["floor_x"] > 0 for r in exact)
+    pruned = [r for r in rows if r["variant"].startswith("pruned")]  # the approximate index, its own size
+    assert pruned and all(not r["exact"] and 0.5 < r["recall"] <= 1.0 and r["index_bytes"] > 0 for r in pruned)
+    assert {r["k"] for r in pruned} == {10, 1000}
     assert config["ratios"]["k=10"]["vs_our_exhaustive"] > 0
     assert "ms/query" in capsys.readouterr().out
 

@@ -59,7 +59,10 @@ def test_exact_on_a_larger_zipfian_collection(k, top_m):
     rng = np.random.default_rng(7)
     docs = random_sparse(rng, 5000, 3000, 120)
     queries = random_sparse(rng, 40, 3000, 30)
-    index = InvertedIndex.build(docs, block_size=64)
+    check_every_algorithm(InvertedIndex.build(docs, block_size=64), queries, k, top_m)
+
+
+def check_every_algorithm(index, queries, k, top_m):
     ref_docs, ref_scores = brute_force(index, queries, k, top_m=top_m)
     for algorithm in ALGORITHMS:
         for share in (None, 1.0, 0.25):
@@ -106,7 +109,7 @@ def test_boost_is_approximate_and_only_loses_documents_near_the_threshold():
     assert (got.doc_index != ref_docs).any()  # it does prune
     indptr, terms, weights, _ = quantize_queries(queries)
     q_int = sp.csr_matrix((weights, terms, indptr), shape=queries.shape)
-    d_int = sp.csc_matrix((np.asarray(index.impacts).astype(np.int64), index.docs, index.offsets), shape=(4000, 300))
+    d_int = index.document_matrix()
     dense = (q_int @ d_int.T).toarray()
     for q in range(20):
         found = got.doc_index[q][got.doc_index[q] >= 0]
