@@ -21,17 +21,15 @@ Design:
 from __future__ import annotations
 
 import json
-import math
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numba
 import numpy as np
 import scipy.sparse as sp
 
-from retrievers.inverted_index import InvertedIndex, SearchResult, _heap_offer, _write_sorted, quantize_queries
+from retrievers.inverted_index import InvertedIndex, SearchResult, _heap_offer, _write_sorted, quantize_queries, run_in_chunks
 
 FORMAT_VERSION = 1
 _FORWARD = ("forward_indptr", "forward_terms", "forward_impacts")
@@ -157,14 +155,6 @@ class ApproximateIndex:
             _rescore(*forward, indptr, terms, weights, found.doc_index, bounds[0], bounds[1], k_eff, dense, out_s,
                      out_d)
 
-        threads = max(1, min(threads, n))
-        step = max(1, math.ceil(n / threads))
-        chunks = [(s, min(s + step, n)) for s in range(0, n, step)]
-        if threads == 1:
-            for chunk in chunks:
-                work(chunk)
-        else:
-            with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(work, chunks))
+        run_in_chunks(work, n, threads, chunks_per_thread=1)
         scores = out_s.astype(np.float64) * (q_scales[:, None] * self.scale)
         return SearchResult(out_d, out_s, scores)

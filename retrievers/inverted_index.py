@@ -725,6 +725,20 @@ def quantize_queries(queries: sp.spmatrix, bits: int = 8, top_m: int | None = No
     return indptr, cols.astype(np.int32), qint, scales
 
 
+def run_in_chunks(work, n: int, threads: int, chunks_per_thread: int = 4) -> None:
+    """Call ``work((start, stop))`` over ``range(n)`` in chunks, on ``threads`` threads (the kernels release the GIL);
+    several chunks per thread even out queries of unequal cost."""
+    threads = max(1, min(threads, n))
+    step = max(1, math.ceil(n / (threads * chunks_per_thread)))
+    chunks = [(s, min(s + step, n)) for s in range(0, n, step)]
+    if threads == 1:
+        for chunk in chunks:
+            work(chunk)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(work, chunks))
+
+
 @dataclass
 class SearchResult:
     """Top-k per query: doc indices (-1 padded), integer scores and float scores; ``ids`` maps indices to pids."""
@@ -895,15 +909,7 @@ class InvertedIndex:
                           bounds[0], bounds[1], k_eff, code, kth_column, float(boost), float(share), acc, touched,
                           out_s, out_d)
 
-        threads = max(1, min(threads, n))
-        step = max(1, math.ceil(n / (threads * 4)))
-        chunks = [(s, min(s + step, n)) for s in range(0, n, step)]
-        if threads == 1:
-            for chunk in chunks:
-                work(chunk)
-        else:
-            with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(work, chunks))
+        run_in_chunks(work, n, threads)
         scores = out_s.astype(np.float64) * (q_scales[:, None] * self.scale)
         return SearchResult(out_d, out_s, scores)
 
