@@ -56,9 +56,12 @@ class IndexBenchConfig:
     build_threads: int = 2
     block_size: int = 64
     approximate: tuple[tuple[int, float], ...] = ((16, 1.0), (24, 1.0), (28, 1.0))  # auto: (top_m query terms, boost)
-    # ApproximateIndex rows: (postings kept per list, candidates per result (x k), top_m query terms for candidates)
-    pruned: tuple[tuple[int, int, int | None], ...] = ((1000, 5, 24), (1000, 5, None), (2000, 5, 24))
-    seismic_heap_factors: tuple[float, ...] = (0.9, 0.7)
+    # ApproximateIndex rows: (postings kept per list or None, impact floor, candidates per result (x k) - None: no
+    # forward index, the pruned top-k is the answer -, top_m query terms for candidates). Per-list rows suit the
+    # synthetic workload, the floor rows PROSPER's bimodal weights (see retrievers/approximate_index.py).
+    pruned: tuple[tuple[int | None, int, int | None, int | None], ...] = (
+        (1000, 0, 5, 24), (1000, 0, 5, None), (2000, 0, 5, 24), (None, 3, None, None), (None, 5, None, None))
+    seismic_heap_factors: tuple[float, ...] = (0.9, 0.7, 0.5)
     peers: tuple[str, ...] = ("lucene", "pisa", "seismic")
     work_dir: str | None = None
 
@@ -195,22 +198,27 @@ def bench_ours(cfg: IndexBenchConfig, docs: sp.csr_matrix, queries: sp.csr_matri
 
 def bench_pruned(cfg: IndexBenchConfig, docs: sp.csr_matrix, queries: sp.csr_matrix, scorer: ExactScorer,
                  references: dict, work: Path, report: Report, floor_ms: float) -> None:
-    """Our approximate index (pruned lists + forward index, ``retrievers/approximate_index.py``), one build per
-    pruning level; its size is the approximate index's own (it does not need the exact one)."""
+    """Our approximate index (pruned lists, with or without a forward index: ``retrievers/approximate_index.py``),
+    one build per pruning setting; its size is the approximate index's own (it does not need the exact one)."""
     n = queries.shape[0]
-    for postings in sorted({p for p, _, _ in cfg.pruned}):
+    builds = sorted({(postings, floor, factor is not None) for postings, floor, factor, _ in cfg.pruned},
+                    key=lambda b: (b[0] is None, b[0] or 0, b[1], b[2]))
+    for postings, floor, forward in builds:
+        target = work / f"approx-{postings}-{floor}-{int(forward)}"
         t0 = time.perf_counter()
-        approx = ApproximateIndex.build(docs, postings_per_list=postings, block_size=cfg.block_size)
-        approx.save(work / f"approx-{postings}")
+        approx = ApproximateIndex.build(docs, postings_per_list=postings, impact_floor=floor, forward=forward,
+                                        block_size=cfg.block_size)
+        approx.save(target)
         build_s = time.perf_counter() - t0
-        approx = ApproximateIndex.load(work / f"approx-{postings}")
-        size = directory_size(work / f"approx-{postings}") - (work / f"approx-{postings}" / "pruned" /
-                                                              "doc_ids.json").stat().st_size
+        approx = ApproximateIndex.load(target)
+        size = directory_size(target) - (target / "pruned" / "doc_ids.json").stat().st_size
+        pruning = ", ".join(([f"{postings}/list"] if postings else []) + ([f"impacts >= {floor}"] if floor else []))
         for k in cfg.ks:
             ref = references[k]
-            for _, factor, top_m in (row for row in cfg.pruned if row[0] == postings):
-                options = {"k": k, "candidates": factor * k, "top_m": top_m}
-                name = (f"pruned {postings}/list, {factor * k} candidates" +
+            for _, _, factor, top_m in (row for row in cfg.pruned if (row[0], row[1], row[2] is not None) ==
+                                        (postings, floor, forward)):
+                options = {"k": k, "candidates": (factor or 1) * k, "top_m": top_m}
+                name = (f"pruned {pruning}" + (f", {factor * k} candidates" if factor else ", no rescoring") +
                         (f", top-{top_m} query terms" if top_m else ""))
                 timing = Timing(
                     batch=lambda o=options, a=approx: [list(r) for r in a.search(queries, threads=1, **o).doc_index],
@@ -218,7 +226,8 @@ def bench_pruned(cfg: IndexBenchConfig, docs: sp.csr_matrix, queries: sp.csr_mat
                 numbers, retrieved = timing.measure(n, floor_ms)
                 report.rows.append(Row("prosper-bench", name, approx.n_docs, k, exact=False, index_bytes=size,
                                        build_s=build_s, recall=scorer.recall(retrieved, ref.doc_index, ref.int_scores),
-                                       note="approximate index: pruned lists + forward index", **numbers))
+                                       note="approximate index: pruned lists" +
+                                            (" + forward index" if forward else " only"), **numbers))
         del approx
 
 
@@ -406,7 +415,11 @@ def run_index_bench(cfg: IndexBenchConfig) -> Report:
 
 
 def ratios(report: Report) -> dict[str, Any]:
-    """The issue's goals, as ratios of batch ms/query measured in this run (None where a row is missing)."""
+    """The issue's goals, as ratios of batch ms/query measured in this run (None where a row is missing).
+
+    The approximate goal compares our fastest row at recall >= 0.99 with Seismic's fastest at recall >= 0.99; where
+    no Seismic setting reaches it (PROSPER-shaped vectors), with Seismic's most accurate setting, and says so in
+    ``reference`` - a bar Seismic itself does not clear, so never a softer one."""
     def best(system: str, k: int, exact: bool = True, min_recall: float = 0.0, variant: str | None = None):
         rows = [r for r in report.rows if r.system.startswith(system) and r.k == k and r.exact == exact
                 and (r.recall or 0) >= min_recall and (variant is None or r.variant == variant)]
@@ -425,11 +438,15 @@ def ratios(report: Report) -> dict[str, Any]:
             "vs_lucene": ratio(best("lucene", k), ours),
         }
         approx = best("prosper-bench", k, exact=False, min_recall=0.99)
-        seismic = best("seismic", k, exact=False, min_recall=0.99)
+        seismic, reference = best("seismic", k, exact=False, min_recall=0.99), "fastest at recall >= 0.99"
+        if seismic is None:  # Seismic never reaches 0.99 here: its most accurate setting is the bar
+            rows = [r for r in report.rows if r.system.startswith("seismic") and r.k == k and r.recall is not None]
+            seismic = max(rows, key=lambda r: (r.recall, -r.batch_ms)) if rows else None
+            reference = "highest recall (below 0.99)"
         out[f"k={k}"]["approximate_recall>=0.99"] = {
             "ours": approx and {"variant": approx.variant, "batch_ms": approx.batch_ms, "recall": approx.recall},
             "seismic": seismic and {"variant": seismic.variant, "batch_ms": seismic.batch_ms,
-                                    "recall": seismic.recall},
+                                    "recall": seismic.recall, "reference": reference},
             "time_vs_seismic": ratio(approx, seismic),
             "index_size_vs_seismic": (round(approx.index_bytes / seismic.index_bytes, 3)
                                       if approx and seismic and seismic.index_bytes else None)}

@@ -1,4 +1,4 @@
-"""Approximate serving, Seismic-style: candidates from statically pruned lists, exact rescoring from a forward index.
+"""Approximate serving: candidates from statically pruned lists, optionally rescored exactly from a forward index.
 
 Why: exact top-k on learned sparse vectors must read every posting that could matter; an approximate engine such as
 Seismic (Bruch et al., SIGIR 2024) keeps only the heaviest postings of each list, finds candidates there, and ranks
@@ -8,14 +8,23 @@ always (``index-bench`` measures the recall against the exact top-k).
 
 Design:
 
-- **Pruned lists.** Each list keeps its ``postings_per_list`` highest impacts (ties at the cut kept: the list is cut at
-  an impact value, so the choice is deterministic), stored as an ordinary :class:`InvertedIndex` over the same global
-  quantization scale - candidates are its exact top-``candidates`` by partial score (any exact algorithm; ``auto``).
-- **Forward index.** Every document's (term, impact) pairs, quantized with the same scale; term ids are ``uint16``
-  when the vocabulary allows (30,522 BERT ids do; Qwen's 151,643 do not: ``int32``).
-- **Rescoring.** A candidate's score is its dot product with the *whole* quantized query (all terms, not only the
-  ``top_m`` that found it), so every returned score is the exact score the exact index would give the document.
-  Returned documents are ranked by (score desc, doc index asc), as the exact index ranks them.
+- **Two pruning rules, combinable.** ``postings_per_list``: each list keeps its N highest impacts (term-centric,
+  Seismic-style; ties at the cut kept: the list is cut at an impact value, so the choice is deterministic).
+  ``impact_floor``: every posting whose quantized impact (1..255; 255 = the collection's largest weight) is below
+  the floor is dropped, whatever its list (term-agnostic pruning, Lassance et al., SIGIR 2023). They suit different
+  shapes: per-list pruning fails on PROSPER-shaped vectors (a top document's score is a sum of several near-maximal
+  literal weights, none among the top 1,000 of a list that holds a third of the collection - recall 0.17 at 1M,
+  results/index-bench), while the floor removes their low expansion mode (half the postings sit below 6% of the
+  largest weight) and keeps recall >= 0.99. The kept postings form an ordinary :class:`InvertedIndex` over the
+  same global quantization scale, searched by any exact algorithm (``auto``).
+- **Forward index (``forward=True``).** Every document's (term, impact) pairs, quantized with the same scale; term
+  ids are ``uint16`` when the vocabulary allows (30,522 BERT ids do; Qwen's 151,643 do not: ``int32``). It costs 3
+  (or 5) bytes per posting of the *full* collection, which is why it is optional.
+- **Rescoring (with a forward index).** The exact top-``candidates`` on the pruned lists are rescored with the
+  *whole* quantized query (all terms, not only the ``top_m`` that found them), so every returned score is the exact
+  score the exact index would give the document. Without a forward index the pruned index's top-k is the answer and
+  its scores are the pruned scores (a lower bound of the exact ones). Either way documents are ranked by (score desc,
+  doc index asc), as the exact index ranks them.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ import scipy.sparse as sp
 
 from retrievers.inverted_index import InvertedIndex, SearchResult, _heap_offer, _write_sorted, quantize_queries, run_in_chunks
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: impact_floor and an optional forward index
 _FORWARD = ("forward_indptr", "forward_terms", "forward_impacts")
 
 
@@ -80,65 +89,87 @@ def _rescore(f_indptr, f_terms, f_impacts, q_indptr, q_terms, q_weights, cand, s
 
 
 class ApproximateIndex:
-    """Pruned inverted lists for candidates + a forward index for exact rescoring; see the module docstring."""
+    """Pruned inverted lists for candidates (+ an optional forward index for exact rescoring); see the module
+    docstring."""
 
-    def __init__(self, pruned: InvertedIndex, forward: dict[str, np.ndarray], postings_per_list: int):
+    def __init__(self, pruned: InvertedIndex, forward: dict[str, np.ndarray] | None, postings_per_list: int | None,
+                 impact_floor: int = 0):
         self.pruned = pruned
-        self.forward_indptr, self.forward_terms, self.forward_impacts = (forward[name] for name in _FORWARD)
-        self.postings_per_list = postings_per_list
+        self.has_forward = forward is not None
+        self.forward_indptr, self.forward_terms, self.forward_impacts = (
+            (forward[name] for name in _FORWARD) if forward is not None else (None, None, None))
+        self.postings_per_list, self.impact_floor = postings_per_list, impact_floor
         self.n_docs, self.vocab_size, self.scale = pruned.n_docs, pruned.vocab_size, pruned.scale
         self.doc_ids = pruned.doc_ids
         self._buffers = threading.local()
 
     @classmethod
-    def build(cls, matrix: sp.spmatrix, postings_per_list: int = 1000, doc_ids: list[str] | None = None,
-              block_size: int = 64, chunk: int = 1 << 24) -> ApproximateIndex:
-        """From a (n_docs x vocab) non-negative sparse matrix of document weights (as :meth:`InvertedIndex.build`)."""
-        if postings_per_list < 1:
-            raise ValueError("postings_per_list must be >= 1")
+    def build(cls, matrix: sp.spmatrix, postings_per_list: int | None = 1000, impact_floor: int = 0,
+              forward: bool = True, doc_ids: list[str] | None = None, block_size: int = 64,
+              chunk: int = 1 << 24) -> ApproximateIndex:
+        """From a (n_docs x vocab) non-negative sparse matrix of document weights (as :meth:`InvertedIndex.build`).
+        ``postings_per_list`` (None: no per-list cut) and ``impact_floor`` (0: none) prune; ``forward`` keeps the
+        forward index for exact rescoring."""
+        if postings_per_list is not None and postings_per_list < 1:
+            raise ValueError("postings_per_list must be >= 1 (or None: no per-list cut)")
+        if not 0 <= impact_floor <= 255:
+            raise ValueError("impact_floor is a quantized impact, 0 (no floor) to 255")
         full = InvertedIndex.build(matrix, doc_ids=doc_ids, block_size=block_size, chunk=chunk)
         offsets, docs, impacts = (np.asarray(a) for a in (full.offsets, full.docs, full.impacts))
-        cut = _cut_impacts(offsets, impacts, postings_per_list)
+        cut = (_cut_impacts(offsets, impacts, postings_per_list) if postings_per_list is not None
+               else np.zeros(full.vocab_size, np.uint8))
+        np.maximum(cut, np.uint8(impact_floor), out=cut)
         terms = np.repeat(np.arange(full.vocab_size, dtype=np.int32), np.diff(offsets))
         kept = impacts >= cut[terms]
         pruned_matrix = sp.csc_matrix((impacts[kept].astype(np.float32) * np.float32(full.scale),
                                        (docs[kept], terms[kept])), shape=(full.n_docs, full.vocab_size)).tocsr()
         del terms, kept
         pruned = InvertedIndex.build(pruned_matrix, doc_ids=full.doc_ids, block_size=block_size, scale=full.scale)
-        # the forward index is the full index read document by document (the same quantized impacts)
-        forward = full.document_matrix(np.uint8)
-        term_dtype = np.uint16 if full.vocab_size <= np.iinfo(np.uint16).max + 1 else np.int32
-        arrays = {"forward_indptr": forward.indptr.astype(np.int64), "forward_terms": forward.indices.astype(term_dtype),
-                  "forward_impacts": forward.data.astype(np.uint8)}
-        return cls(pruned, arrays, postings_per_list)
+        arrays = None
+        if forward:  # the full index read document by document (the same quantized impacts)
+            matrix_by_doc = full.document_matrix(np.uint8)
+            term_dtype = np.uint16 if full.vocab_size <= np.iinfo(np.uint16).max + 1 else np.int32
+            arrays = {"forward_indptr": matrix_by_doc.indptr.astype(np.int64),
+                      "forward_terms": matrix_by_doc.indices.astype(term_dtype),
+                      "forward_impacts": matrix_by_doc.data.astype(np.uint8)}
+        return cls(pruned, arrays, postings_per_list, impact_floor)
 
     def save(self, path: str | os.PathLike) -> None:
         path = Path(path)
         self.pruned.save(path / "pruned")
-        for name in _FORWARD:
-            np.save(path / f"{name}.npy", getattr(self, name))
-        meta = {"format_version": FORMAT_VERSION, "postings_per_list": self.postings_per_list}
+        if self.has_forward:
+            for name in _FORWARD:
+                np.save(path / f"{name}.npy", getattr(self, name))
+        meta = {"format_version": FORMAT_VERSION, "postings_per_list": self.postings_per_list,
+                "impact_floor": self.impact_floor, "forward": self.has_forward}
         (path / "approximate.json").write_text(json.dumps(meta, indent=2))
 
     @classmethod
     def load(cls, path: str | os.PathLike, mmap: bool = True) -> ApproximateIndex:
         path = Path(path)
         meta = json.loads((path / "approximate.json").read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: approximate index format {meta.get('format_version')}, expected {FORMAT_VERSION}")
-        forward = {name: np.load(path / f"{name}.npy", mmap_mode="r" if mmap else None) for name in _FORWARD}
-        return cls(InvertedIndex.load(path / "pruned", mmap=mmap), forward, meta["postings_per_list"])
+        if meta.get("format_version") not in (1, FORMAT_VERSION):
+            raise ValueError(f"{path}: approximate index format {meta.get('format_version')}, expected 1 or "
+                             f"{FORMAT_VERSION}")
+        forward = ({name: np.load(path / f"{name}.npy", mmap_mode="r" if mmap else None) for name in _FORWARD}
+                   if meta.get("forward", True) else None)
+        return cls(InvertedIndex.load(path / "pruned", mmap=mmap), forward, meta["postings_per_list"],
+                   meta.get("impact_floor", 0))
 
     def size_bytes(self) -> int:
-        return self.pruned.size_bytes() + int(sum(getattr(self, name).nbytes for name in _FORWARD))
+        forward = sum(getattr(self, name).nbytes for name in _FORWARD) if self.has_forward else 0
+        return self.pruned.size_bytes() + int(forward)
 
     def search(self, queries: sp.spmatrix, k: int = 10, candidates: int = 50, top_m: int | None = None,
                query_bits: int = 8, threads: int = 1) -> SearchResult:
-        """Top-k per query: the exact top-``max(candidates, k)`` on the pruned lists (with the query's ``top_m``
-        heaviest terms), rescored exactly with every query term. Approximate: a document none of whose heavy
-        postings survived the pruning is not found."""
+        """Top-k per query. With a forward index: the exact top-``max(candidates, k)`` on the pruned lists (with the
+        query's ``top_m`` heaviest terms), rescored exactly with every query term. Without one: the pruned index's
+        top-k (``candidates`` unused). Approximate: a document none of whose heavy postings survived the pruning
+        is not found."""
         if k < 1:
             raise ValueError("k must be >= 1")
+        if not self.has_forward:
+            return self.pruned.search(queries, k=k, top_m=top_m, query_bits=query_bits, threads=threads)
         n_cand = max(int(candidates), k)
         found = self.pruned.search(queries, k=n_cand, top_m=top_m, query_bits=query_bits, threads=threads)
         indptr, terms, weights, q_scales = quantize_queries(queries, query_bits)

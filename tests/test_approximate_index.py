@@ -57,3 +57,36 @@ def test_pruned_lists_keep_their_heaviest_postings_and_scores_stay_exact(collect
     again = ApproximateIndex.load(tmp_path / "approx")
     assert again.size_bytes() == approx.size_bytes()
     np.testing.assert_array_equal(again.search(queries, k=10, candidates=50, top_m=16).doc_index, got.doc_index)
+
+
+def test_an_impact_floor_without_a_forward_index_is_the_exact_top_k_of_what_it_keeps(collection, tmp_path):
+    docs, queries = collection
+    exact = InvertedIndex.build(docs)
+    floor = int(np.median(np.asarray(exact.impacts)))  # drops about half of the postings, from every list
+    approx = ApproximateIndex.build(docs, postings_per_list=None, impact_floor=floor, forward=False)
+    kept = approx.pruned.document_matrix()
+    full = exact.document_matrix()
+    assert kept.data.min() >= floor and 0 < kept.nnz < full.nnz
+    assert kept.nnz == (full.data >= floor).sum()  # everything at or above the floor stays, in every list
+    assert approx.size_bytes() == approx.pruned.size_bytes()  # no forward index
+    got = approx.search(queries, k=10, candidates=3)  # candidates has no say without a forward index
+    ref_docs, ref_scores = brute_force(approx.pruned, queries, 10)
+    np.testing.assert_array_equal(got.doc_index, ref_docs)
+    np.testing.assert_array_equal(got.int_scores, ref_scores)
+    approx.save(tmp_path / "floor")
+    assert not (tmp_path / "floor" / "forward_terms.npy").exists()
+    again = ApproximateIndex.load(tmp_path / "floor")
+    assert not again.has_forward and again.impact_floor == floor
+    np.testing.assert_array_equal(again.search(queries, k=10).doc_index, got.doc_index)
+
+
+def test_both_rules_combine_and_bad_settings_are_refused(collection):
+    docs, _ = collection
+    lengths = InvertedIndex.build(docs).list_lengths()
+    per_list = ApproximateIndex.build(docs, postings_per_list=100).pruned.list_lengths()
+    both = ApproximateIndex.build(docs, postings_per_list=100, impact_floor=200).pruned.list_lengths()
+    assert (both <= per_list).all() and both.sum() < per_list.sum() < lengths.sum()
+    with pytest.raises(ValueError, match="impact_floor"):
+        ApproximateIndex.build(docs, impact_floor=256)
+    with pytest.raises(ValueError, match="postings_per_list"):
+        ApproximateIndex.build(docs, postings_per_list=0)
