@@ -90,3 +90,18 @@ def test_both_rules_combine_and_bad_settings_are_refused(collection):
         ApproximateIndex.build(docs, impact_floor=256)
     with pytest.raises(ValueError, match="postings_per_list"):
         ApproximateIndex.build(docs, postings_per_list=0)
+
+
+def test_a_version_1_index_still_loads_with_its_forward_index(collection, tmp_path):
+    import json
+
+    docs, queries = collection
+    approx = ApproximateIndex.build(docs, postings_per_list=150)
+    approx.save(tmp_path / "v1")
+    (tmp_path / "v1" / "approximate.json").write_text(json.dumps({"format_version": 1, "postings_per_list": 150}))
+    again = ApproximateIndex.load(tmp_path / "v1")
+    assert again.has_forward and again.impact_floor == 0
+    np.testing.assert_array_equal(again.search(queries, k=10).doc_index, approx.search(queries, k=10).doc_index)
+    (tmp_path / "v1" / "approximate.json").write_text(json.dumps({"format_version": 99, "postings_per_list": 150}))
+    with pytest.raises(ValueError, match="format 99"):
+        ApproximateIndex.load(tmp_path / "v1")
