@@ -201,9 +201,10 @@ def bench_pruned(cfg: IndexBenchConfig, docs: sp.csr_matrix, queries: sp.csr_mat
     """Our approximate index (pruned lists, with or without a forward index: ``retrievers/approximate_index.py``),
     one build per pruning setting; its size is the approximate index's own (it does not need the exact one)."""
     n = queries.shape[0]
-    builds = sorted({(postings, floor, factor is not None) for postings, floor, factor, _ in cfg.pruned},
-                    key=lambda b: (b[0] is None, b[0] or 0, b[1], b[2]))
-    for postings, floor, forward in builds:
+    builds: dict[tuple[int | None, int, bool], list[tuple[int | None, int | None]]] = {}
+    for postings, floor, factor, top_m in cfg.pruned:  # rows that share a build, in the config's order
+        builds.setdefault((postings, floor, factor is not None), []).append((factor, top_m))
+    for (postings, floor, forward), searches in builds.items():
         target = work / f"approx-{postings}-{floor}-{int(forward)}"
         t0 = time.perf_counter()
         approx = ApproximateIndex.build(docs, postings_per_list=postings, impact_floor=floor, forward=forward,
@@ -215,8 +216,7 @@ def bench_pruned(cfg: IndexBenchConfig, docs: sp.csr_matrix, queries: sp.csr_mat
         pruning = ", ".join(([f"{postings}/list"] if postings else []) + ([f"impacts >= {floor}"] if floor else []))
         for k in cfg.ks:
             ref = references[k]
-            for _, _, factor, top_m in (row for row in cfg.pruned if (row[0], row[1], row[2] is not None) ==
-                                        (postings, floor, forward)):
+            for factor, top_m in searches:
                 options = {"k": k, "candidates": (factor or 1) * k, "top_m": top_m}
                 name = (f"pruned {pruning}" + (f", {factor * k} candidates" if factor else ", no rescoring") +
                         (f", top-{top_m} query terms" if top_m else ""))

@@ -776,8 +776,7 @@ class InvertedIndex:
     # -- construction --------------------------------------------------------------------------------------------
     @classmethod
     def build(cls, matrix: sp.spmatrix, doc_ids: list[str] | None = None, block_size: int = 64,
-              scale: float | None = None, window: int = INDEX_WINDOW, chunk: int = 1 << 24,
-              ) -> InvertedIndex:
+              scale: float | None = None, window: int = INDEX_WINDOW, chunk: int = 1 << 24) -> InvertedIndex:
         """Build from a (n_docs x vocab) non-negative sparse matrix of document weights.
 
         Memory: the caller's matrix is read as it is (CSR, any float dtype); impacts are quantized chunk by chunk into
@@ -914,8 +913,12 @@ class InvertedIndex:
         return SearchResult(out_d, out_s, scores)
 
     def _auto(self, terms: np.ndarray, n_queries: int, k: int) -> str:
-        density = self.list_lengths()[terms].sum() / max(self.n_docs, 1) / max(n_queries, 1)
-        return "two-phase" if k > AUTO_LARGE_K or density >= AUTO_DENSE_FLOPS else "bmm"
+        dense = self._postings_per_doc(terms, n_queries) >= AUTO_DENSE_FLOPS
+        return "two-phase" if k > AUTO_LARGE_K or dense else "bmm"
+
+    def _postings_per_doc(self, terms: np.ndarray, n_queries: int) -> float:
+        """Postings of the queries' lists per document and query: the overlap FLOPS, and ``auto``'s density."""
+        return float(self.list_lengths()[terms].sum() / max(self.n_docs, 1) / max(n_queries, 1))
 
     def auto_algorithm(self, queries: sp.spmatrix, k: int, top_m: int | None = None) -> str:
         """The algorithm ``algorithm="auto"`` runs for this batch (see :meth:`search`)."""
@@ -931,8 +934,7 @@ class InvertedIndex:
     def overlap_flops(self, queries: sp.spmatrix, top_m: int | None = None) -> float:
         """Average number of terms a query shares with a document, over all (query, document) pairs."""
         indptr, terms, _, _ = quantize_queries(queries, 8, top_m)
-        n = len(indptr) - 1
-        return float(self.list_lengths()[terms].sum() / max(self.n_docs, 1) / max(n, 1))
+        return self._postings_per_doc(terms, len(indptr) - 1)
 
 
 def brute_force(index: InvertedIndex, queries: sp.spmatrix, k: int, top_m: int | None = None,

@@ -59,10 +59,7 @@ def test_exact_on_a_larger_zipfian_collection(k, top_m):
     rng = np.random.default_rng(7)
     docs = random_sparse(rng, 5000, 3000, 120)
     queries = random_sparse(rng, 40, 3000, 30)
-    check_every_algorithm(InvertedIndex.build(docs, block_size=64), queries, k, top_m)
-
-
-def check_every_algorithm(index, queries, k, top_m):
+    index = InvertedIndex.build(docs, block_size=64)
     ref_docs, ref_scores = brute_force(index, queries, k, top_m=top_m)
     for algorithm in ALGORITHMS:
         for share in (None, 1.0, 0.25):
