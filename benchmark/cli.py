@@ -1,16 +1,16 @@
-"""``python -m benchmark``: list, run, eval, tradeoff, plot, report, check, explain, index-bench."""
+"""``python -m benchmark``: list, run, eval, compare, tradeoff, plot, report, check, explain, index-bench."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import logging
 import sys
 from pathlib import Path
 
 from benchmark.data import DataError, list_manifests, load_dataset
-from benchmark.registry import ConfigError
+from benchmark.registry import ConfigError, check_overrides
+from benchmark.rows import DEFAULT_K, meaningful_overrides, row_name
 from retrievers.artefacts import ArtefactCorrupt
 from retrievers.jvm import JavaUnavailable
 
@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="index, search and evaluate retrievers; write versioned result files")
     run.add_argument("names", nargs="*", help="retriever names (see 'list')")
     run.add_argument("--all", action="store_true", help="run every registered retriever")
+    run.add_argument("--name", help="file and report the result under this row name (one retriever); default: the "
+                                    "registered name, or one derived from --set values that change results")
     _add_data_args(run)
     run.add_argument("--output", default=str(DEFAULT_OUTPUT), help="results folder (default: results/)")
     run.add_argument("--k", type=_positive_int, default=1000, help="hits per query (default 1000)")
@@ -113,6 +115,25 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--results", default=str(DEFAULT_OUTPUT))
     report.add_argument("--out", help="markdown file (default: <results>/REPORT.md)")
 
+    spread = sub.add_parser("spread", help="measure a trained row's spread across CPU kernels and seeds (the "
+                                           "leaderboard's tolerance)")
+    spread.add_argument("name", help="a registered trained retriever")
+    _add_data_args(spread)
+    spread.add_argument("--seeds", type=int, nargs="*", default=[14, 15, 16, 17])
+    spread.add_argument("--kernels", nargs="*", default=["avx2", "default"], choices=["default", "avx2", "avx512"])
+    spread.add_argument("--seed-key", default="train.seed", help="the --set key of the seed (train_pretrained.seed "
+                                                                  "for pretrained weights)")
+    spread.add_argument("--output", default=str(DEFAULT_OUTPUT / "spread"))
+
+    comp = sub.add_parser("compare", help="paired significance tests between rows (bootstrap CI, randomization and t-test "
+                                          "p-values, Holm-corrected)")
+    comp.add_argument("rows", nargs="+", metavar="ROW", help="row names (their current result) or result JSON files")
+    comp.add_argument("--dataset", required=True, help="dataset the rows were evaluated on")
+    comp.add_argument("--metric", nargs="+", default=["MRR@10"],
+                      help="metrics to compare (MRR@10, nDCG@10, MAP, Hit@1, Hit@10, Hit@100, Hit@1000)")
+    comp.add_argument("--results", default=str(DEFAULT_OUTPUT))
+    comp.add_argument("--json", metavar="FILE", help="also write the comparisons as JSON")
+
     check = sub.add_parser("check", help="rerun the cheap leaderboard entries and compare (ok / okish / fail)")
     check.add_argument("--dataset", nargs="*", help="datasets (default: all in the leaderboard)")
     check.add_argument("--data-dir", help="folder with the official Multi-CPR files (or set PROSPER_BENCH_DATA)")
@@ -120,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--leaderboard", help="leaderboard YAML (default: results/leaderboard.yaml)")
     check.add_argument("--results", default=str(DEFAULT_OUTPUT), help="where to find results of entries not rerun")
     check.add_argument("--output", help="where reruns write their result files (default: a temporary folder)")
-    check.add_argument("--require-data", action="store_true", help="fail (not skip) when a dataset's files are missing")
+    check.add_argument("--require-data", action="store_true",
+                       help="fail (not skip) when a dataset's files are missing or an entry has no current result (CI)")
     check.add_argument("--reuse-cache", action="store_true",
                        help="rerun entries against the existing cache (default: a fresh one, so stale indexes never pass)")
 
@@ -171,19 +193,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     if unknown:
         print(f"error: unknown retriever(s) {unknown}; known: {', '.join(registry)}", file=sys.stderr)
         return 2
+    if args.name is not None and len(names) != 1:
+        print("error: --name names one row: give exactly one retriever with it", file=sys.stderr)
+        return 2
     overrides = parse_overrides(args.set)
     for name in names:  # every key and value checked against the config dataclasses before any work
-        registry[name].build(overrides)
+        check_overrides(name, registry[name].build(overrides).config, overrides)
+    try:
+        rows = {name: row_name(name, overrides, args.k, args.name) for name in names}
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    clash = [r for n, r in rows.items() if r in registry and (r != n or meaningful_overrides(overrides) or
+                                                              args.k != DEFAULT_K)]
+    if clash:
+        print(f"error: --name {clash[0]} is a registered retriever's row; a variant (other settings, another k) "
+              f"needs a name of its own", file=sys.stderr)
+        return 2
     with Timer() as loading:
         dataset = _load(args, with_train=True)
     for note in dataset.notes if is_main() else ():
         print(f"[{dataset.name}] {note}")
-    rows, failures = [], 0
+    summary, failures = [], 0
     for name in names:
         try:
             path, payload = run_one(registry[name], dataset, Path(args.output), k=args.k,
                                     reuse_index=not args.rebuild, overrides=overrides,
-                                    allow_scratch=args.allow_scratch, extra={"load_s": loading.seconds})
+                                    allow_scratch=args.allow_scratch, extra={"load_s": loading.seconds},
+                                    name=args.name)
         except ImportError as err:  # a missing optional requirement: skip with a clear message
             print(f"skipped {name}: missing requirement ({err})", file=sys.stderr)
             failures += 1
@@ -195,20 +232,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         if payload is None:  # a torchrun helper process (rank > 0): rank 0 reports
             continue
         m, c = payload["metrics"], payload["cost"]
-        rows.append((name, m["MRR@10"], m["Hit@10"], m["Hit@1000"], c.get("flops"), c.get("latency_ms_p50"), path))
-    if is_main() and rows:
-        _print_summary(dataset, rows)
+        summary.append((payload["retriever"]["name"], m["MRR@10"], m["nDCG@10"], m["Hit@10"], m["Hit@1000"],
+                     c.get("flops"), c.get("latency_ms_p50"), path))
+    if is_main() and summary:
+        _print_summary(dataset, summary)
     return 1 if failures else 0
 
 
 def _print_summary(dataset, rows) -> None:
     print(f"\n{dataset.name} ({dataset.corpus_label}, {len(dataset.corpus):,} passages, {len(dataset.qrels):,} queries)")
     width = max([16, *(len(row[0]) for row in rows)])
-    print(f"{'retriever':<{width}} {'MRR@10':>7} {'Hit@10':>7} {'Hit@1k':>7} {'FLOPS':>9} {'p50 ms':>7}  result")
-    for name, mrr, h10, h1k, flops, p50, path in rows:
+    print(f"{'retriever':<{width}} {'MRR@10':>7} {'nDCG@10':>7} {'Hit@10':>7} {'Hit@1k':>7} {'FLOPS':>9} {'p50 ms':>7}"
+          "  result")
+    for name, mrr, ndcg, h10, h1k, flops, p50, path in rows:
         flops_s = f"{flops:9.3f}" if flops is not None else f"{'-':>9}"
         p50_s = f"{p50:7.2f}" if p50 is not None else f"{'-':>7}"
-        print(f"{name:<{width}} {mrr * 100:7.2f} {h10 * 100:7.2f} {h1k * 100:7.2f} {flops_s} {p50_s}  {path}")
+        print(f"{name:<{width}} {mrr * 100:7.2f} {ndcg * 100:7.2f} {h10 * 100:7.2f} {h1k * 100:7.2f} {flops_s} {p50_s}"
+              f"  {path}")
 
 
 def cmd_index_bench(args: argparse.Namespace) -> int:
@@ -276,13 +316,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"error: {path} ranks passages for {what} of the {len(dataset.qrels):,} queries of {dataset.name} "
               f"({len(run):,} queries in the file): is it a run for another dataset? (--min-coverage "
               f"{args.min_coverage} to evaluate it anyway; missing queries score 0)", file=sys.stderr)
-        return 1
+        return 2
+    docids = {d for hits in run.values() for d, _ in hits}
+    unknown = docids - set(dataset.corpus)
+    if docids and unknown == docids:
+        print(f"error: none of the {len(docids):,} passage ids in {path} is in the corpus of {dataset.name} (e.g. "
+              f"{next(iter(sorted(unknown)))!r}): is it a run over another corpus?", file=sys.stderr)
+        return 2
+    if unknown:
+        print(f"warning: {len(unknown):,} of the {len(docids):,} passage ids in {path} are not in the corpus of "
+              f"{dataset.name}; they count as non-relevant", file=sys.stderr)
     if covered < len(dataset.qrels):
         print(f"warning: {len(dataset.qrels) - covered:,} of {len(dataset.qrels):,} queries have no results in "
               f"{path}; they score 0", file=sys.stderr)
     metrics = evaluate(run, dataset.qrels)
     for name, value in metrics.items():
-        print(f"{name:<26}{value:.4f}" if isinstance(value, float) else f"{name:<26}{value}")
+        print(f"{name:<34} {value:.4f}" if isinstance(value, float) else f"{name:<34} {value}")
     return 0
 
 
@@ -308,7 +357,7 @@ def cmd_tradeoff(args: argparse.Namespace) -> int:
             print(f"{point.label} ...", flush=True)
             path, payload = run_one(registry[name], dataset, Path(args.output), k=args.k,
                                     overrides=deep_merge(overrides, point.overrides),
-                                    extra={"sweep": {"knob": point.knob, "value": point.value}})
+                                    extra={"sweep": {"knob": point.knob, "value": point.value}}, name=name)
             c = payload["cost"]
             flops = c.get("flops")
             print(f"  MRR@10 {payload['metrics']['MRR@10'] * 100:.2f}  FLOPS {flops if flops is None else round(flops, 3)}"
@@ -340,15 +389,80 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_spread(args: argparse.Namespace) -> int:
+    from benchmark.registry import load_registry
+    from benchmark.spread import measure, write
+
+    if args.name not in load_registry():
+        print(f"error: unknown retriever {args.name!r}", file=sys.stderr)
+        return 2
+    summary = measure(args.name, args.dataset, Path(args.output), args.seeds, args.kernels, args.seed_key,
+                      args.data_dir)
+    for key, run in summary["runs"].items():
+        print(f"{key:<14} {run['capability'] or '-':<8} " + " ".join(f"{m} {v:.4f}" for m, v in run["metrics"].items()))
+    print(f"tolerance {summary['tolerance']} ({summary['rule']})")
+    print(f"wrote {write(summary, Path(args.output))}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    import json
+
+    from benchmark.compare import compare_rows, render
+    from benchmark.evaluation import PER_QUERY
+    from benchmark.selection import SelectionError, select_results
+
+    columns = {**PER_QUERY, **{v: v for v in PER_QUERY.values()}}
+    unknown = [m for m in args.metric if m not in columns]
+    if unknown:
+        print(f"error: unknown metric(s) {unknown}; choose from {', '.join(PER_QUERY)}", file=sys.stderr)
+        return 2
+    if len(args.rows) < 2:
+        print("error: compare needs at least two rows", file=sys.stderr)
+        return 2
+    try:
+        selected = select_results(Path(args.results), args.dataset, args.rows)
+    except SelectionError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    everything = []
+    for metric in args.metric:
+        column = columns[metric]
+        try:
+            comparisons = compare_rows({name: pick.per_query[column] for name, pick in selected.items()}, metric)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(render(comparisons) + "\n")
+        everything += comparisons
+    for name, pick in selected.items():
+        print(f"{name}: {pick.path}" + (f" ({pick.note})" if pick.note else ""))
+    if args.json:
+        payload = {"dataset": args.dataset, "results": {n: str(p.path) for n, p in selected.items()},
+                   "comparisons": [c.as_dict() for c in everything]}
+        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
-    from benchmark.leaderboard import LEADERBOARD_FILE, load_leaderboard, run_check
+    from benchmark.leaderboard import LEADERBOARD_FILE, LeaderboardError, load_leaderboard, run_check
     from benchmark.registry import load_registry
     from benchmark.runner import run_one
     from retrievers.cache import temporary_cache
 
-    board = load_leaderboard(Path(args.leaderboard) if args.leaderboard else LEADERBOARD_FILE)
     registry = load_registry()
-    datasets = args.dataset or list(dict.fromkeys(e.dataset for e in board.entries))
+    try:
+        board = load_leaderboard(Path(args.leaderboard) if args.leaderboard else LEADERBOARD_FILE, set(registry))
+    except LeaderboardError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    known = list(dict.fromkeys(e.dataset for e in board.entries))
+    unknown = [d for d in args.dataset or [] if d not in known]
+    if unknown:
+        print(f"error: the leaderboard has no entries for {unknown}; it has: {', '.join(known)}", file=sys.stderr)
+        return 2
+    datasets = args.dataset or known
     loaded: dict[str, object] = {}
 
     def load_ok(name: str) -> str | None:
@@ -362,13 +476,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         _, payload = run_one(registry[entry.retriever], loaded[entry.dataset], output)
         return payload
 
-    def registered_config(name: str) -> dict:
-        return dataclasses.asdict(registry[name].build().config) if name in registry else {}
-
     cache = contextlib.nullcontext() if args.reuse_cache else temporary_cache("prosper-bench-check-cache-")
     with cache:
-        counts = run_check(board, datasets, Path(args.results), rerun, registered_config, load_ok,
-                           Path(args.output) if args.output else None)
+        counts = run_check(board, datasets, Path(args.results), rerun, registry, load_ok,
+                           Path(args.output) if args.output else None, require_results=args.require_data)
     return 1 if counts["fail"] else 0
 
 
@@ -419,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"list": cmd_list, "run": cmd_run, "eval": cmd_eval, "index-bench": cmd_index_bench,
                 "projection": cmd_projection, "cost-growth": cmd_cost_growth,
                 "tradeoff": cmd_tradeoff, "plot": cmd_plot, "report": cmd_report, "check": cmd_check,
+                "compare": cmd_compare, "spread": cmd_spread,
                 "explain": cmd_explain}
     try:
         return handlers[args.command](args)

@@ -213,7 +213,16 @@ def build_qrels(
     unknown_qid: str = "error",
 ) -> dict[str, dict[str, int]]:
     qrels: dict[str, dict[str, int]] = {}
+    first_line: dict[tuple[str, str], int] = {}
     for number, qid, pid, rel in read_qrels(path):
+        if (qid, pid) in first_line:
+            if qrels.get(qid, {}).get(pid, rel) != rel:
+                raise DataFormatError(path, number, f"query {qid!r} judges passage {pid!r} again with relevance {rel}, "
+                                                    f"after {qrels[qid][pid]} on line {first_line[qid, pid]}: "
+                                                    "keep one judgement per (query, passage)")
+            skipped["repeated qrels lines"] = skipped.get("repeated qrels lines", 0) + 1
+            continue
+        first_line[qid, pid] = number
         if qid not in queries:
             if unknown_qid == "error":
                 raise DataFormatError(path, number, f"qrels names query {qid!r}, which is not in the queries file")

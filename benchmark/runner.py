@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
-import random
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from benchmark.data import Dataset, cache_dir
-from benchmark.evaluation import evaluate
+from benchmark.evaluation import evaluate_with_per_query
+from benchmark.protocol import Fold, training_folds
 from benchmark.registry import RetrieverSpec
 from benchmark.results import environment, write_result
-from benchmark.runfile import write_trec_run
+from benchmark.rows import row_name
 from benchmark.stages import StageClock
 from retrievers.base import Timer, config_hash, write_json_atomic
 from retrievers.cache import DONE, CacheCorrupt, CacheUnsealed, entry_lock, seal, verify
-from retrievers.model_loading import refuse_scratch
+from retrievers.model_loading import refuse_scratch, weights_identity
 from retrievers.sharding import barrier, is_main, world
 
 log = logging.getLogger("benchmark")
@@ -30,49 +31,21 @@ def index_dir_for(spec: RetrieverSpec, dataset: Dataset, retriever_hash: str) ->
     return cache_dir() / "indexes" / f"{dataset.name}-{dataset.fingerprint[:12]}" / f"{spec.name}-{retriever_hash}"
 
 
-@dataclass
-class Fold:
-    """Which pairs a trained retriever learns from and which dev queries it is then evaluated on."""
-
-    name: str
-    train_queries: dict[str, str]
-    train_qrels: dict[str, dict[str, int]]
-    eval_qids: list[str]
-
-
-def training_folds(dataset: Dataset, n_folds: int = 2, seed: int = 13) -> tuple[str, list[Fold]]:
-    """The training protocol for ``dataset``.
-
-    Pool protocol (``corpus_label == 'pool'``): the pool holds only 182 train positives, so the 1,000 dev queries are
-    split in ``n_folds`` seeded folds; a model is trained on the train pairs plus the other folds' dev pairs and
-    evaluated on its own fold; the folds' runs are merged, so every dev query is scored by a model that never saw it
-    (with equal folds, the metrics of the merged run are the mean of the folds' metrics). Otherwise: the official
-    train split, evaluated on all dev queries.
-    """
-    if dataset.corpus_label != "pool":
-        return "official-train-split", [Fold("all", dataset.train_queries, dataset.train_qrels, list(dataset.queries))]
-    qids = sorted(dataset.qrels)
-    random.Random(seed).shuffle(qids)
-    parts = [sorted(qids[i::n_folds]) for i in range(n_folds)]
-    folds = []
-    for i, held_out in enumerate(parts):
-        train_q = dict(dataset.train_queries)
-        train_r = {q: dict(v) for q, v in dataset.train_qrels.items()}
-        for j, other in enumerate(parts):
-            if j != i:
-                for q in other:
-                    train_q[q] = dataset.queries[q]
-                    train_r[q] = dict(dataset.qrels[q])
-        folds.append(Fold(f"fold-{i}", train_q, train_r, held_out))
-    protocol = (f"pool-{n_folds}fold-cv (train pairs + other folds' dev pairs; "
-                "each dev query scored by a model that never saw it)")
-    return protocol, folds
+def cache_key(retriever) -> str:
+    """A cache entry's name: the config without its search-only fields, and where its weights come from (a model from
+    the Hub and the same id from a packaged port are different models, never one entry)."""
+    base = config_hash(retriever.config, exclude=type(retriever).search_fields)
+    identity = weights_identity(retriever.config)
+    return base if not identity else hashlib.sha256(f"{base}|{identity}".encode()).hexdigest()[:12]
 
 
 def run_one(spec: RetrieverSpec, dataset: Dataset, output: Path, k: int = 1000, reuse_index: bool = True,
             overrides: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
-            allow_scratch: bool = False) -> tuple[Path, dict[str, Any]] | tuple[None, None]:
+            allow_scratch: bool = False, name: str | None = None) -> tuple[Path, dict[str, Any]] | tuple[None, None]:
     """Run one retriever on one dataset and write its versioned result file; return (path, payload).
+
+    The result is filed under its row (``benchmark.rows.row_name``): the registered name, ``name`` when given, or a
+    name derived from the overrides - a variant never lands in, or is reported as, the registered row.
 
     Under ``torchrun`` every process calls this; rank 0 trains, all encode a shard of the corpus
     (``retrievers/sharding.py``), and rank 0 alone searches and writes the result ((None, None) elsewhere).
@@ -85,22 +58,23 @@ def run_one(spec: RetrieverSpec, dataset: Dataset, output: Path, k: int = 1000, 
     """
     refusal = None if allow_scratch or not dataset.comparable_to_paper else (
         f"{dataset.name} is comparable with the paper, which uses pretrained weights")
+    row = row_name(spec.name, overrides, k, name)
     with refuse_scratch(refusal):
-        return _run_one(spec, dataset, output, k, reuse_index, overrides, extra)
+        return _run_one(spec, dataset, output, k, reuse_index, overrides, extra, row)
 
 
 def _run_one(spec: RetrieverSpec, dataset: Dataset, output: Path, k: int, reuse_index: bool,
-             overrides: dict[str, Any] | None, extra: dict[str, Any] | None
+             overrides: dict[str, Any] | None, extra: dict[str, Any] | None, row: str
              ) -> tuple[Path, dict[str, Any]] | tuple[None, None]:
     probe = spec.build(overrides)
     chash = config_hash(probe.config)
-    root = index_dir_for(spec, dataset, config_hash(probe.config, exclude=type(probe).search_fields))
+    root = index_dir_for(spec, dataset, cache_key(probe))
     if probe.needs_training:
         protocol, folds = training_folds(dataset)
     else:
         protocol, folds = "no training", [Fold("all", {}, {}, list(dataset.queries))]
     run: dict[str, list] = {}
-    fold_stats, retriever, reused_all = [], probe, True
+    fold_stats, fold_training, retriever, reused_all = [], [], probe, True
     clock = StageClock()
     if extra and "load_s" in extra:
         clock.add("load", extra.pop("load_s"))
@@ -115,28 +89,41 @@ def _run_one(spec: RetrieverSpec, dataset: Dataset, output: Path, k: int, reuse_
         with clock.stage("search"):
             run.update(retriever.search({q: dataset.queries[q] for q in fold.eval_qids}, k=k))
         fold_stats.append(retriever.cost().as_dict())
+        fold_training.append({"fold": fold.name, **(retriever.provenance().get("training") or {})})
     if not is_main():
         return None, None  # a torchrun helper process: rank 0 writes the result
     with clock.stage("evaluate"):
-        metrics = evaluate(run, dataset.qrels)
+        metrics, per_query = evaluate_with_per_query(run, dataset.qrels)
     cost = _combine_costs(fold_stats)
     cost["stages"] = clock.stages
     cost["peak_rss_mb"] = max((s["peak_rss_mb"] for s in clock.stages.values()), default=None)
+    provenance = {**retriever.provenance(), "protocol": protocol}
+    if len(folds) > 1 and any(len(t) > 1 for t in fold_training):  # every fold's training curve, not the last one's
+        provenance["training_per_fold"] = fold_training
     payload = {
         "dataset": dataset.describe(),
-        "retriever": {"name": spec.name, "class": spec.class_path, "description": spec.description,
-                      "paper_row": spec.paper_row, "config": asdict(probe.config), "config_hash": chash},
-        "provenance": {**retriever.provenance(), "protocol": protocol},
+        "retriever": {"name": row, "registered_as": spec.name, "overrides": overrides or {},
+                      "class": spec.class_path, "description": spec.description,
+                      "paper_row": spec.paper_row if row == spec.name else None,
+                      "config": asdict(probe.config), "config_hash": chash},
+        "provenance": provenance,
         "k": k,
         "metrics": metrics,
         "cost": cost,
-        "index": {"path": str(root), "reused": reused_all},
+        "index": {"entry": _relative_to_cache(root), "reused": reused_all},
         "environment": environment(),
         **(extra or {}),
     }
-    path = write_result(payload, output, dataset.name, spec.name, chash)
-    write_trec_run(run, path.with_suffix(".trec"), tag=spec.name)
+    path = write_result(payload, output, dataset.name, row, chash, run=run, per_query=per_query)
     return path, payload
+
+
+def _relative_to_cache(path: Path) -> str:
+    """A cache entry named relative to the cache folder: a result file holds no machine-local absolute path."""
+    try:
+        return str(Path(path).relative_to(cache_dir()))
+    except ValueError:
+        return Path(path).name
 
 
 def _fit_and_index(retriever, spec: RetrieverSpec, dataset: Dataset, fold: Fold, index_dir: Path,
@@ -245,7 +232,7 @@ def trained_retriever(spec: RetrieverSpec, dataset: Dataset, overrides: dict[str
     a :class:`NotTrained` error naming the command that builds it, unless ``build_if_missing``.
     """
     retriever = spec.build(overrides)
-    root = index_dir_for(spec, dataset, config_hash(retriever.config, exclude=type(retriever).search_fields))
+    root = index_dir_for(spec, dataset, cache_key(retriever))
     if retriever.needs_training:
         _, folds = training_folds(dataset)
     else:

@@ -204,7 +204,7 @@ class BM25Retriever(Retriever):
 
         from jnius import autoclass
 
-        from benchmark.runfile import read_trec_run
+        from retrievers.trec import read_trec_run
 
         texts = {q: " ".join(t) for q, t in zip(qids, tokens, strict=True) if t}
         with tempfile.TemporaryDirectory(prefix="bm25-") as tmp:
@@ -228,13 +228,16 @@ class BM25Retriever(Retriever):
     def _search_bm25s(self, qids: list[str], tokens: list[list[str]], k: int) -> Run:
         k = min(k, len(self._pids))
         vocab = self._bm25s.vocab_dict
-        known = [[t for t in toks if t in vocab] or [""] for toks in tokens]  # bm25s rejects unknown tokens
-        docs, scores = self._bm25s.retrieve(known, k=k, show_progress=False, n_threads=self.config.threads)
-        run: Run = {}
-        for i, qid in enumerate(qids):
-            run[qid] = [(self._pids[d], float(s)) for d, s in zip(docs[i], scores[i], strict=True) if s > 0]
+        known = [[t for t in toks if t in vocab] for toks in tokens]  # bm25s rejects unknown tokens
+        asked = [i for i, toks in enumerate(known) if toks]  # a query with no known token matches nothing
+        run: Run = {qid: [] for qid in qids}
+        if asked:
+            docs, scores = self._bm25s.retrieve([known[i] for i in asked], k=k, show_progress=False,
+                                                n_threads=self.config.threads)
+            for row, i in enumerate(asked):
+                run[qids[i]] = [(self._pids[d], float(s)) for d, s in zip(docs[row], scores[row], strict=True) if s > 0]
         latencies = []
-        for toks in known[: self.config.latency_queries]:
+        for toks in [known[i] for i in asked][: self.config.latency_queries]:
             with Timer() as timer:
                 self._bm25s.retrieve([toks], k=min(k, self.config.latency_k), show_progress=False)
             latencies.append(timer.seconds)

@@ -52,6 +52,7 @@ class DeepCTConfig:
     model_id: str = "bert-base-chinese"
     model_path: str | None = None
     allow_scratch: bool = True
+    weights_source: str = "auto"  # auto (model_path, HF cache, Hub, packaged port) | hf-cache | hub | package
     scratch: DeepCTScratch = field(default_factory=DeepCTScratch)
     max_length: int = 128
     min_weight: float = 0.01
@@ -68,6 +69,10 @@ class DeepCTConfig:
     device: str = "auto"  # training and encoding: auto (a CUDA GPU when present) | cpu | cuda[:n]
     encode_batch_size: int = 64
     latency_queries: int = 1000
+
+    def weights_id(self) -> str:
+        """The Hugging Face id of the weights this config loads (its real name, whatever loads in its place)."""
+        return self.model_id
 
 
 class DeepCTModel(torch.nn.Module):
@@ -87,7 +92,8 @@ class DeepCTModel(torch.nn.Module):
             self.tokenizer = load_saved_tokenizer(str(model_dir / "encoder"))
             self.provenance = json.loads((model_dir / "provenance.json").read_text())
         else:
-            resolved = pretrained_or_scratch(config.model_id, config.model_path, config.allow_scratch)
+            resolved = pretrained_or_scratch(config.model_id, config.model_path, config.allow_scratch,
+                                             config.weights_source)
             if resolved is not None:
                 self.encoder = AutoModel.from_pretrained(resolved.source, local_files_only=resolved.local_only,
                                                          add_pooling_layer=False, dtype=dtype)
@@ -159,8 +165,9 @@ class DeepCTModel(torch.nn.Module):
         loss = reps["q_sse"].sum() / tokens
         return loss, {"mse": float(loss.detach()), "target_mean": float(reps["q_target"].sum() / tokens)}
 
-    def score_pairs(self, queries, passages):
-        return self.query_vectors(queries) @ self.doc_vectors(passages).T
+    def scoring_vectors(self, texts, side):
+        """Impact scoring: the query's bag of tokens against the passage's predicted weights."""
+        return self.query_vectors(texts) if side == "query" else self.doc_vectors(texts)
 
     def save(self, path: Path) -> None:
         path = Path(path)

@@ -70,6 +70,7 @@ class DenseConfig:
     fine_tune: bool = True  # false: index with the weights as loaded (a zero-shot row)
     scratch: ScratchPreset = field(default_factory=ScratchPreset)
     allow_scratch: bool = True
+    weights_source: str = "auto"  # auto (model_path, HF cache, Hub, packaged port) | hf-cache | hub | package
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, batch_size=32, lr=5e-4,
                                                                                     min_steps=600))
     train_pretrained: TrainConfig = field(default_factory=paper_training)
@@ -85,6 +86,10 @@ class DenseConfig:
     threads: int = 2
     latency_queries: int = 1000
     device: str = "auto"  # training and encoding: auto (a CUDA GPU when present) | cpu | cuda[:n]
+
+    def weights_id(self) -> str:
+        """The Hugging Face id of the weights this config loads (its real name, whatever loads in its place)."""
+        return self.model_id
 
 
 class DenseEncoder(torch.nn.Module):
@@ -112,7 +117,8 @@ class DenseEncoder(torch.nn.Module):
         from sentence_transformers import SentenceTransformer
         from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
 
-        resolved = pretrained_or_scratch(self.config.model_id, self.config.model_path, self.config.allow_scratch)
+        resolved = pretrained_or_scratch(self.config.model_id, self.config.model_path, self.config.allow_scratch,
+                                         self.config.weights_source)
         if resolved is None:
             transformer, provenance = self._scratch(texts, work_dir)
         else:
@@ -186,10 +192,12 @@ class DenseEncoder(torch.nn.Module):
     def encode_passages(self, passages: Sequence[str]) -> np.ndarray:
         return self.encode(self.passage_texts(passages))
 
-    def score_pairs(self, queries, passages):
-        q = torch.from_numpy(self.encode(self.query_texts(queries)))
-        d = torch.from_numpy(self.encode_passages(passages))
-        return q @ d.T
+    def scoring_vectors(self, texts, side):
+        """Query or passage embeddings (instruction / prefix added): a score is their dot product."""
+        texts = self.query_texts(texts) if side == "query" else self.passage_texts(texts)
+        return torch.from_numpy(self.encode(texts))
+
+    validation_batch_size = 64
 
     def save(self, path: Path) -> None:
         self.st.save(str(path))

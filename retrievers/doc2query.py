@@ -41,6 +41,7 @@ class Doc2QueryConfig:
     model_id: str = "doc2query/msmarco-chinese-mt5-base-v1"
     model_path: str | None = None
     allow_scratch: bool = True
+    weights_source: str = "auto"  # auto (model_path, HF cache, Hub, packaged port) | hf-cache | hub | package
     scratch: T5Scratch = field(default_factory=T5Scratch)
     scratch_tokenizer: str = "bert-base-chinese"
     max_length: int = 64
@@ -56,6 +57,10 @@ class Doc2QueryConfig:
     bm25: BM25Config = field(default_factory=BM25Config)
     threads: int = 2
     device: str = "auto"  # training and generation: auto (a CUDA GPU when present) | cpu | cuda[:n]
+
+    def weights_id(self) -> str:
+        """The Hugging Face id of the weights this config loads (its real name, whatever loads in its place)."""
+        return self.model_id
 
 
 _CJK = r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]"
@@ -87,7 +92,8 @@ class QueryGenerator(torch.nn.Module):
             self.tokenizer = load_saved_tokenizer(str(model_dir / "t5"))
             self.provenance = json.loads((model_dir / "provenance.json").read_text())
             return
-        resolved = pretrained_or_scratch(config.model_id, config.model_path, config.allow_scratch)
+        resolved = pretrained_or_scratch(config.model_id, config.model_path, config.allow_scratch,
+                                             config.weights_source)
         if resolved is not None:
             self.model = AutoModelForSeq2SeqLM.from_pretrained(resolved.source, local_files_only=resolved.local_only,
                                                                dtype=self.plan.load_dtype)
@@ -130,7 +136,7 @@ class QueryGenerator(torch.nn.Module):
         loss = reps["q_nll"].sum() / reps["q_tokens"].sum().clamp(min=1)  # = the model's own mean token loss
         return loss, {"nll": float(loss.detach())}
 
-    def score_pairs(self, queries, passages):  # only used with validation pairs, which this model does not need
+    def scoring_vectors(self, texts, side):  # only used with validation pairs, which this model does not need
         raise NotImplementedError("Doc2Query trains with validation_pairs=0 (keep the last epoch)")
 
     @torch.no_grad()

@@ -115,12 +115,21 @@ class ResolvedModel:
     provenance: dict[str, Any]
 
 
-def resolve_model(model_id: str, path: str | os.PathLike | None = None) -> ResolvedModel:
-    """Find pretrained weights for ``model_id`` without loading them: path -> HF cache -> Hub -> packaged port.
+#: Where pretrained weights may come from (config ``weights_source``): ``auto`` tries a given ``model_path``, then the
+#: Hugging Face cache, the Hub and a packaged port, in that order; the others allow only that one place.
+WEIGHT_SOURCES = ("auto", "hf-cache", "hub", "package")
+
+
+def resolve_model(model_id: str, path: str | os.PathLike | None = None, source: str = "auto") -> ResolvedModel:
+    """Find pretrained weights for ``model_id`` without loading them: path -> HF cache -> Hub -> packaged port, or only
+    the place ``source`` names (``package`` makes a row deterministic on- and offline: e5's 4-bit port, never the
+    full-precision Hub copy an online machine would otherwise load).
 
     Raises :class:`WeightsUnavailable` listing what was tried, so a caller can fall back to a scratch model where that
     is allowed, or refuse with a message that names the missing weights.
     """
+    if source not in WEIGHT_SOURCES:
+        raise ValueError(f"weights_source must be one of {', '.join(WEIGHT_SOURCES)}, not {source!r}")
     tried = []
     if path is not None:
         folder = Path(path).expanduser()
@@ -128,19 +137,22 @@ def resolve_model(model_id: str, path: str | os.PathLike | None = None) -> Resol
             return ResolvedModel(str(folder), True, {"model_id": model_id, "kind": "pretrained", "source": "path",
                                                      "path": str(folder)})
         raise WeightsUnavailable(model_id, [f"model_path {folder} has no config.json"])
-    cached = in_local_cache(model_id)
-    if cached is not None:
-        return ResolvedModel(model_id, True, {"model_id": model_id, "kind": "pretrained", "source": "hf-cache",
-                                              "snapshot": cached.parent.name, "path": str(cached.parent)})
-    tried.append("not in the Hugging Face cache (HF_HOME)")
-    if not hub_offline():
-        return ResolvedModel(model_id, False, {"model_id": model_id, "kind": "pretrained", "source": "hub"})
-    tried.append("the Hub is offline or unreachable")
-    if model_id in PACKAGED_MODELS:
-        module, _, attr = PACKAGED_MODELS[model_id].partition(":")
-        import importlib
+    if source in ("auto", "hf-cache"):
+        cached = in_local_cache(model_id)
+        if cached is not None:
+            return ResolvedModel(model_id, True, {"model_id": model_id, "kind": "pretrained", "source": "hf-cache",
+                                                  "snapshot": cached.parent.name, "path": str(cached.parent)})
+        tried.append("not in the Hugging Face cache (HF_HOME)")
+    if source in ("auto", "hub"):
+        if not hub_offline():
+            return ResolvedModel(model_id, False, {"model_id": model_id, "kind": "pretrained", "source": "hub"})
+        tried.append("the Hub is offline or unreachable")
+    if source in ("auto", "package"):
+        if model_id in PACKAGED_MODELS:
+            module, _, attr = PACKAGED_MODELS[model_id].partition(":")
+            import importlib
 
-        folder, provenance = getattr(importlib.import_module(module), attr)()
-        return ResolvedModel(str(folder), True, {**provenance, "path": str(folder)})
-    tried.append("no package ships it")
+            folder, provenance = getattr(importlib.import_module(module), attr)()
+            return ResolvedModel(str(folder), True, {**provenance, "path": str(folder)})
+        tried.append("no package ships it")
     raise WeightsUnavailable(model_id, tried)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -49,10 +50,11 @@ def scratch_refusal() -> str | None:
     return _refusal.get()
 
 
-def pretrained_or_scratch(model_id: str, model_path: str | None, allow_scratch: bool) -> ResolvedModel | None:
+def pretrained_or_scratch(model_id: str, model_path: str | None, allow_scratch: bool, source: str = "auto"
+                          ) -> ResolvedModel | None:
     """The pretrained weights to load, or None when a scratch model is to be built (and is allowed)."""
     try:
-        return resolve_model(model_id, model_path)
+        return resolve_model(model_id, model_path, source)
     except WeightsUnavailable as err:
         if model_path is not None:
             raise ScratchRefused(f"{err}. --set model_path=DIR must name a folder written by save_pretrained") from err
@@ -63,6 +65,54 @@ def pretrained_or_scratch(model_id: str, model_path: str | None, allow_scratch: 
                 f"(HF_HOME), pass --set model_path=DIR, or allow a scratch model explicitly (--allow-scratch)"
             ) from err
         return None
+
+
+def resolve_weights(config: Any) -> ResolvedModel | None:
+    """Where a model config's weights would load from, decided without loading them; None: no pretrained weights are
+    reachable (a scratch model, where allowed). Configs without a model (BM25) have no ``weights_id``: None."""
+    if not hasattr(config, "weights_id"):
+        return None
+    try:
+        return resolve_model(config.weights_id(), config.model_path, getattr(config, "weights_source", "auto"))
+    except WeightsUnavailable:
+        return None
+
+
+def weights_identity(config: Any) -> str:
+    """What identifies the weights a config loads, beyond the config itself: their source, Hub snapshot or packaged
+    artefact (with its sha256), or the folder given. Part of every cache key, so a model from the Hub and one from the
+    4-bit port never share a cache entry. Empty for models without pretrained weights (the config says it all)."""
+    resolved = resolve_weights(config)
+    if resolved is None:
+        return ""
+    record = resolved.provenance
+    key = {k: record[k] for k in ("model_id", "source", "snapshot", "artefact") if k in record}
+    if record.get("source") == "path":
+        key["path"] = record["path"]
+    return json.dumps(key, sort_keys=True, default=str)
+
+
+def active_preset(config: Any) -> str:
+    """``train_pretrained`` when pretrained weights will load for ``config``, else ``train`` (the scratch preset)."""
+    return "train_pretrained" if resolve_weights(config) is not None else "train"
+
+
+def check_preset_overrides(name: str, config: Any, overrides: dict[str, Any]) -> None:
+    """Refuse ``--set`` keys of the training preset that will *not* run (they would be silently ignored): one line
+    naming the active preset and why it is the one."""
+    if not hasattr(config, "train_pretrained") or not hasattr(config, "weights_id"):
+        return
+    touched = [key for key in ("train", "train_pretrained") if isinstance(overrides.get(key), dict)]
+    if not touched:
+        return
+    active = active_preset(config)
+    for key in touched:
+        if key != active:
+            keys = ", ".join(f"{key}.{k}" for k in overrides[key])
+            why = (f"pretrained weights for {config.weights_id()!r} load here" if active == "train_pretrained" else
+                   f"no pretrained weights for {config.weights_id()!r} are reachable here, so a scratch model trains")
+            raise ValueError(f"{name}: --set {keys} would be ignored: {why} with the {active} preset; "
+                             f"set {active}.{next(iter(overrides[key]))}=... instead")
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,7 @@ class SparseConfig:
     new_head_bias: float | None = None  # initial bias of a vocabulary head the checkpoint lacks (e5 has no MLM head)
     scratch: SparseScratch = field(default_factory=SparseScratch)
     allow_scratch: bool = True
+    weights_source: str = "auto"  # auto (model_path, HF cache, Hub, packaged port) | hf-cache | hub | package
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, batch_size=32, lr=1e-3))
     train_pretrained: TrainConfig = field(default_factory=paper_training)
     precision: str = "auto"  # auto (bf16 autocast on a GPU, fp32 on the CPU) | fp32 | bf16-autocast | bf16
@@ -105,6 +106,10 @@ class SparseConfig:
     threads: int = 2
     latency_queries: int = 1000
     device: str = "auto"  # training and encoding: auto (a CUDA GPU when present) | cpu | cuda[:n]
+
+    def weights_id(self) -> str:
+        """The Hugging Face id of the weights this config loads (its real name, whatever loads in its place)."""
+        return self.model_id or DEFAULT_IDS.get(self.backbone, self.backbone)
 
 
 class SparseEncoder(torch.nn.Module):
@@ -154,7 +159,8 @@ class SparseEncoder(torch.nn.Module):
     def _build(self, texts):
         from transformers import AutoTokenizer
 
-        resolved = pretrained_or_scratch(self.model_id, self.config.model_path, self.config.allow_scratch)
+        resolved = pretrained_or_scratch(self.model_id, self.config.model_path, self.config.allow_scratch,
+                                         self.config.weights_source)
         if resolved is None:
             if texts is None:
                 raise ValueError("a scratch model needs training texts")
@@ -290,7 +296,12 @@ class SparseEncoder(torch.nn.Module):
                 w = ops.log_saturation(self.vocabulary_logits(h_pooled).float())
             else:
                 h_pooled = ops.max_pool(ops.log_saturation(hidden), pool_mask)
-                w = ops.max_pool(ops.log_saturation(self.vocabulary_logits(hidden).float()), pool_mask)
+                # max over positions of log(1+ReLU(logits)) = log(1+ReLU(max over positions of logits)): the
+                # activation is monotone, so only the positions' maximum is activated - and without a graph the
+                # maximum is taken a few positions at a time, never holding batch x length x vocabulary logits
+                w = ops.log_saturation(ops.masked_max(self.vocabulary_logits, hidden, pool_mask,
+                                                      chunk_positions=None if torch.is_grad_enabled() else
+                                                      self._positions_per_chunk(hidden.shape[0])))
             residual = None
             if self._lrn_on(side):
                 h_lrn = ops.log_saturation(h_pooled) if self.config.pooling == "last" else h_pooled
@@ -302,6 +313,10 @@ class SparseEncoder(torch.nn.Module):
             indicator = ops.literal_indicator(ids, mask, self.vocab_size, self.special_ids)
         weights = w if residual is None else ops.literal_residual(w, residual, indicator, self.config.lrn)
         return weights, w, indicator
+
+    def _positions_per_chunk(self, batch: int) -> int:
+        """Positions per logits chunk at inference: ~64 MB of fp32 logits (batch x positions x vocabulary)."""
+        return int(max(1, (64 * 2**20) // (4 * max(1, batch) * self.vocab_size)))
 
     def vocabulary_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """The backbone's own vocabulary head on hidden states (only the output terms' rows, when restricted)."""
@@ -350,8 +365,9 @@ class SparseEncoder(torch.nn.Module):
             self._pending_windows = self._next_windows(reps["q_active"], reps["d_active"])
         nq, nd = ops.normalise(reps["q"], reps["d"], self.config.normalisation)
         rank = info_nce(nq, nd, targets)
-        warm = self.config.flops_warmup_epochs / max(self.train_config.epochs, 1e-9)
-        lam = quadratic_warmup(step, total_steps, warm)
+        # the warm-up is counted in epochs of the training that runs (the trainer sets steps_per_epoch)
+        per_epoch = getattr(self, "steps_per_epoch", None) or total_steps / max(self.train_config.epochs, 1)
+        lam = quadratic_warmup(step, self.config.flops_warmup_epochs * per_epoch)
         reg = lam * (self.config.lambda_q * ops.flops(reps["q_basic"]) +
                      self.config.lambda_d * ops.flops(reps["d_basic"]))
         return rank + reg, {"rank": float(rank.detach()), "flops_reg": float(reg.detach()),
@@ -371,11 +387,18 @@ class SparseEncoder(torch.nn.Module):
         return (ops.dynamic_window(q_active, tuple(cfg.lfw_dynamic_query), wq),
                 ops.dynamic_window(d_active, tuple(cfg.lfw_dynamic_doc), wd))
 
-    def score_pairs(self, queries, passages):
-        q, _ = self.represent(queries, "query")
-        d, _ = self.represent(passages, "doc")
-        nq, nd = ops.normalise(q, d, self.config.normalisation)
-        return nq @ nd.T
+    def scoring_vectors(self, texts, side):
+        """What search scores with: windowed weights, normalised as configured (a query's score is the dot product)."""
+        weights, _ = self.represent(texts, side)
+        empty = weights[:0]
+        q, d = ops.normalise(weights, empty, self.config.normalisation) if side == "query" else \
+            ops.normalise(empty, weights, self.config.normalisation)
+        return q if side == "query" else d
+
+    @property
+    def validation_batch_size(self) -> int:
+        """Texts per validation micro-batch: ~64 MB of vocabulary-sized fp32 rows (a few live at once)."""
+        return int(max(1, min(64, (64 * 2**20) // (4 * 8 * self.vocab_size))))
 
     def save(self, path: Path) -> None:
         path = Path(path)

@@ -30,6 +30,26 @@ def max_pool(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * mask.unsqueeze(-1).to(values.dtype)).amax(dim=1)
 
 
+def masked_max(logits_of, hidden: torch.Tensor, mask: torch.Tensor, chunk_positions: int | None = None
+               ) -> torch.Tensor:
+    """Max over the real positions of ``logits_of(hidden)`` (fp32; ``-inf`` for a row without real positions).
+
+    With ``chunk_positions`` the logits are computed that many positions at a time and reduced at once, so a
+    (batch, length, vocab) tensor never exists - for a 151,936-term vocabulary, 64 positions of 64 texts would be
+    2.5 GB. Without it (training: the graph needs the logits anyway) one pass.
+    """
+    length = hidden.shape[1]
+    step = length if chunk_positions is None else max(1, chunk_positions)
+    best = None
+    for start in range(0, length, step):
+        logits = logits_of(hidden[:, start:start + step]).float()
+        real = mask[:, start:start + step, None].bool()
+        part = logits.masked_fill(~real, float("-inf")).amax(dim=1)
+        best = part if best is None else torch.maximum(best, part)
+        del logits
+    return best
+
+
 def last_positions(mask: torch.Tensor) -> torch.Tensor:
     """Index of the last real token of each row, for right *or* left padding."""
     length = mask.shape[1]

@@ -2,23 +2,41 @@
 
 Why one trainer: the paper's comparison is only fair when every model sees the same pairs, seeds, batch size and
 schedule. A model supplies ``forward(queries, passages) -> representations`` (a dict of tensors, rows of keys
-starting with ``q`` are queries, with ``d`` passages) and ``batch_loss(representations, targets, step, total)``
-(InfoNCE + regularisers for retrievers; a per-example loss for DeepCT and Doc2Query); the trainer owns the rest:
+starting with ``q`` are queries, with ``d`` passages), ``batch_loss(representations, targets, step, total)``
+(InfoNCE + regularisers for retrievers; a per-example loss for DeepCT and Doc2Query) and, for validation,
+``scoring_vectors(texts, side)`` (what it scores with: a query's score for a passage is their dot product); the
+trainer owns the rest:
 
 - seeded shuffling and initialisation (``torch.manual_seed``), deterministic on CPU;
-- AdamW (weight decay 0.1 as in the paper), linear warm-up then linear decay;
-- several processes (``torchrun``): each takes its slice of every global batch, the representations of all processes
+- AdamW (weight decay 0.1 as in the paper), linear warm-up then linear decay over the steps of every epoch the cap
+  allows (each epoch's batches are counted from that epoch's own shuffle);
+- **global batches** (:class:`EpochPlan`): each epoch's pairs are shuffled into batches of ``batch_size x processes``
+  in which no passage appears twice (a duplicate would be a false in-batch negative). The last, short batch is
+  *shared*: split as evenly as the processes allow (172 pairs on 8 processes: 22/22/22/22/21/21/21/21), so every pair
+  is used; only a batch with fewer pairs than processes (or fewer than 2) is left out of that epoch - a different one
+  each epoch, as the shuffle changes;
+- **hard negatives** (``hard_negatives``): one BM25 negative per query, chosen for the *global* batch (never a passage
+  of that batch, positive or already chosen, whichever process holds it) and drawn afresh every epoch from the query's
+  mined list; each process then takes the negatives of its own queries. So N processes x B pairs see exactly the
+  passages one process with N x B pairs sees;
+- several processes (``torchrun``): each takes its share of every global batch, the representations of all processes
   are gathered before the loss, so every query meets every passage of the global batch as a negative (the paper's
   64 x 8 = 512), and gradients are averaged by ``DistributedDataParallel``. The gathered copies carry no gradient, so
   each process computes the whole loss and back-propagates through its own slice; the loss is scaled by the number of
-  processes to undo DDP's averaging - together exactly the gradient of one process holding the whole batch;
-- ``grad_cache_chunk`` (GradCache, Gao et al. 2021): representations of a batch are first computed in chunks without
-  a graph, the loss and its gradient with respect to the representations are computed on the whole batch, then each
-  chunk is re-encoded with a graph (same random state) and back-propagated with its slice of that gradient - a batch
-  larger than memory, with all its in-batch negatives intact;
+  processes to undo DDP's averaging - together exactly the gradient of one process holding the whole batch, whatever
+  the shares' sizes;
+- ``grad_cache_chunk`` (GradCache, Gao et al. 2021): a process's queries are split into near-equal groups of at most
+  that many, each group encoded with its own positives and negatives (never an empty group) first without a graph;
+  the loss and its gradient with respect to the representations are computed on the whole batch, then each group is
+  re-encoded with a graph (same random state) and back-propagated with its slice of that gradient - a batch larger
+  than memory, with all its in-batch negatives intact;
+- low-precision weights (``precision: bf16``): AdamW updates fp32 **master copies** of the parameters and writes them
+  back rounded, so a 3e-5 update is not lost to bf16's 8-bit mantissa;
 - a checkpoint after every epoch (``last``, with optimizer state) and of the best epoch (``best``), so a killed run
   resumes from the last finished epoch; nothing else is kept;
 - validation on held-out training pairs after every epoch, keeping the best epoch (the paper keeps the best of 5);
+  with ``patience`` > 0, training stops once validation has not improved for that many epochs (``epochs`` is then the
+  cap). Validation's working memory is bounded (:func:`validation_scores`), whatever the vocabulary and pooling;
 - progress: a bar with loss and ETA on a terminal, a line every ``PROSPER_BENCH_PROGRESS_SECONDS`` (30) otherwise.
 """
 
@@ -38,27 +56,33 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
 log = logging.getLogger("benchmark.training")
 
+#: Bound on validation's working memory beyond the model (query vectors kept + one micro-batch of passages).
+VALIDATION_MEMORY_BYTES = int(float(os.environ.get("PROSPER_BENCH_VALIDATION_MEMORY_MB", "512")) * 2**20)
+
 
 @dataclass
 class TrainConfig:
-    epochs: int = 5
-    batch_size: int = 32
+    epochs: int = 5  # epochs to run; with patience > 0 the cap, training may stop earlier
+    batch_size: int = 32  # per process; the global batch is batch_size x processes
     lr: float = 3e-5
     weight_decay: float = 0.1
-    warmup_fraction: float = 0.06  # of all steps (the paper: ~0.3 epoch of 5)
+    warmup_fraction: float = 0.06  # of all steps the cap allows (the paper: ~0.3 epoch of 5)
     seed: int = 13
     validation_pairs: int = 100  # held out from the training pairs to pick the best epoch; 0 = keep the last
     validation_candidates: int = 2000  # each held-out query ranks its positive among this many passages
+    patience: int = 0  # > 0: stop when validation has not improved for this many epochs (early stopping)
     max_grad_norm: float = 1.0
     min_steps: int = 0  # train at least this many optimizer steps (more epochs on a small training set); 0 = off
     hard_negatives: bool = False  # add one BM25 hard negative per query to the batch (SPLADE-v2 style)
     hard_negative_depth: int = 30  # sampled from the BM25 top-n, positives excluded
-    grad_cache_chunk: int = 0  # > 0: encode each batch in chunks of this many queries (GradCache); 0: in one pass
+    grad_cache_chunk: int = 0  # > 0: encode each batch in groups of at most this many queries (GradCache); 0: in one pass
     max_pairs: int = 0  # > 0: train on the first this many (shuffled) pairs only - smoke tests, quick looks
 
 
@@ -81,7 +105,7 @@ class Trainable(Protocol):
     def batch_loss(self, reps: dict[str, torch.Tensor], targets: torch.Tensor, step: int, total_steps: int
                    ) -> tuple[torch.Tensor, dict[str, float]]: ...
 
-    def score_pairs(self, queries: Sequence[str], passages: Sequence[str]) -> torch.Tensor: ...
+    def scoring_vectors(self, texts: Sequence[str], side: str) -> torch.Tensor: ...
 
     def save(self, path: Path) -> None: ...
 
@@ -143,16 +167,27 @@ def mine_bm25_negatives(pairs: list[tuple[str, str]], passages: list[str], depth
     return mined
 
 
-def _with_negatives(batch: list[tuple[str, str]], negatives: dict[str, list[str]]) -> list[str]:
-    """The batch's positives followed by one hard negative per query that is not a passage of the batch."""
+# ------------------------------------------------------------------------------------------------------ batching
+Triple = tuple[str, str, str | None]  # (query, positive passage, hard negative or None)
+
+
+def choose_negatives(batch: list[tuple[str, str]], negatives: dict[str, list[str]], rng: random.Random
+                     ) -> list[str | None]:
+    """One hard negative per query of a *global* batch, none of them a passage of the batch (a positive, or a negative
+    already chosen for another query): after gathering, no query may meet its own positive as a negative. Each query's
+    choice starts at a random place in its mined list, so it changes from epoch to epoch."""
     taken = {p for _, p in batch}
-    extra = []
+    chosen: list[str | None] = []
     for query, _ in batch:
-        choice = next((n for n in negatives.get(query, []) if n not in taken), None)
+        candidates = negatives.get(query) or []
+        choice = None
+        if candidates:
+            start = rng.randrange(len(candidates))
+            choice = next((c for c in candidates[start:] + candidates[:start] if c not in taken), None)
         if choice is not None:
-            extra.append(choice)
             taken.add(choice)
-    return [p for _, p in batch] + extra
+        chosen.append(choice)
+    return chosen
 
 
 def _batches(pairs: list[tuple[str, str]], batch_size: int, rng: random.Random) -> list[list[tuple[str, str]]]:
@@ -178,24 +213,128 @@ def _batches(pairs: list[tuple[str, str]], batch_size: int, rng: random.Random) 
     return batches
 
 
-def _mrr(model: Trainable, pairs: list[tuple[str, str]], distractors: Sequence[str] = (), chunk: int = 512) -> float:
+class EpochPlan:
+    """The global batches of every epoch, the same on every process (each derives them from the seed and epoch)."""
+
+    def __init__(self, pairs: list[tuple[str, str]], batch_size: int, processes: int, seed: int,
+                 negatives: dict[str, list[str]] | None = None):
+        self.pairs, self.processes, self.seed = pairs, processes, seed
+        self.global_batch = batch_size * processes
+        self.negatives = negatives or {}
+
+    def batches(self, epoch: int) -> list[list[Triple]]:
+        rng = random.Random(self.seed * 1000 + epoch)
+        out = []
+        for batch in _batches(self.pairs, self.global_batch, rng):
+            if len(batch) < max(2, self.processes):  # every process needs a query: left to another epoch
+                continue
+            chosen = choose_negatives(batch, self.negatives, rng) if self.negatives else [None] * len(batch)
+            out.append([(q, p, n) for (q, p), n in zip(batch, chosen, strict=True)])
+        return out
+
+    def steps(self, epoch: int) -> int:
+        return len(self.batches(epoch))
+
+
+@dataclass
+class LocalBatch:
+    """One process's share of a global batch: its queries, their positives and (optionally) hard negatives."""
+
+    queries: list[str]
+    positives: list[str]
+    negatives: list[str | None]
+
+    @property
+    def passages(self) -> list[str]:
+        """Positives first (passage i belongs to query i), then the hard negatives that exist."""
+        return self.positives + [n for n in self.negatives if n is not None]
+
+    def groups(self, n: int) -> list[tuple[LocalBatch, list[int]]]:
+        """``n`` near-equal query groups (GradCache), each with its own positives and negatives, and the position of
+        each of its passages in :attr:`passages` - so no group is ever without a query or a passage."""
+        from retrievers.sharding import shard_bounds
+
+        negative_at, at = {}, len(self.positives)
+        for i, negative in enumerate(self.negatives):
+            if negative is not None:
+                negative_at[i], at = at, at + 1
+        out = []
+        for g in range(n):
+            start, stop = shard_bounds(len(self.queries), g, n)
+            if start == stop:
+                continue
+            part = LocalBatch(self.queries[start:stop], self.positives[start:stop], self.negatives[start:stop])
+            rows = list(range(start, stop)) + [negative_at[i] for i in range(start, stop) if i in negative_at]
+            out.append((part, rows))
+        return out
+
+
+def local_batch(batch: list[Triple], rank: int, size: int) -> LocalBatch:
+    """This process's contiguous, near-equal share of a global batch (sizes differ by at most one)."""
+    from retrievers.sharding import shard_bounds
+
+    start, stop = shard_bounds(len(batch), rank, size)
+    mine = batch[start:stop]
+    return LocalBatch([q for q, _, _ in mine], [p for _, p, _ in mine], [n for _, _, n in mine])
+
+
+# ---------------------------------------------------------------------------------------------------- validation
+def _compact(vectors: np.ndarray) -> np.ndarray | sp.csr_matrix:
+    """Sparse rows when that is smaller (windowed sparse representations), dense rows otherwise."""
+    density = np.count_nonzero(vectors) / max(1, vectors.size)
+    return sp.csr_matrix(vectors) if density < 0.25 else vectors
+
+
+def _nbytes(matrix: np.ndarray | sp.csr_matrix) -> int:
+    if sp.issparse(matrix):
+        return matrix.data.nbytes + matrix.indices.nbytes + matrix.indptr.nbytes
+    return matrix.nbytes
+
+
+def validation_scores(model: Trainable, queries: Sequence[str], candidates: Sequence[str],
+                      memory_bytes: int = VALIDATION_MEMORY_BYTES) -> np.ndarray:
+    """(queries x candidates) scores, computed with bounded memory whatever the vocabulary size and pooling.
+
+    Query vectors are kept (sparse when that is smaller) in groups of at most half of ``memory_bytes``; passages are
+    encoded in micro-batches of ``model.validation_batch_size`` (default 16) and scored against the group at once, so
+    no candidate's vocabulary-sized vector outlives its micro-batch. A group that does not fit means one more pass over
+    the candidates, never more memory.
+    """
+    batch = max(1, int(getattr(model, "validation_batch_size", 16)))
+    out = np.empty((len(queries), len(candidates)), dtype=np.float32)
+    done = 0
+    with torch.no_grad():
+        while done < len(queries):
+            group, used, end = [], 0, done
+            while end < len(queries) and (not group or used < memory_bytes // 2):
+                vectors = _compact(model.scoring_vectors(queries[end:end + batch], "query").float().cpu().numpy())
+                group.append(vectors)
+                used += _nbytes(vectors)
+                end += vectors.shape[0]
+            q = sp.vstack(group, format="csr") if any(sp.issparse(g) for g in group) else np.vstack(group)
+            for start in range(0, len(candidates), batch):
+                d = model.scoring_vectors(candidates[start:start + batch], "doc").float().cpu().numpy()
+                block = q @ d.T
+                out[done:end, start:start + d.shape[0]] = np.asarray(block, dtype=np.float32)
+            done = end
+    return out
+
+
+def _mrr(model: Trainable, pairs: list[tuple[str, str]], distractors: Sequence[str] = (),
+         memory_bytes: int = VALIDATION_MEMORY_BYTES) -> float:
     """Validation: MRR of each held-out query's positive among the held-out positives plus ``distractors``.
 
     Why distractors: ranked only among their own ~100 positives, the held-out queries saturate (every epoch scores
     ~0.95 and the "best" epoch is noise); the paper validates on 500 training queries against a real candidate set.
-    Passages are scored in chunks, so a vocabulary-sized representation of every candidate never exists at once.
     """
     positives = list(dict.fromkeys(p for _, p in pairs))
     column = {p: i for i, p in enumerate(positives)}
     candidates = positives + [p for p in dict.fromkeys(distractors) if p not in column]
-    queries = [q for q, _ in pairs]
-    with torch.no_grad():
-        scores = torch.cat([model.score_pairs(queries, candidates[i:i + chunk]).float().cpu()
-                            for i in range(0, len(candidates), chunk)], dim=1)
-    positive = scores[torch.arange(len(pairs)), torch.tensor([column[p] for _, p in pairs])]
+    scores = validation_scores(model, [q for q, _ in pairs], candidates, memory_bytes)
+    positive = scores[np.arange(len(pairs)), [column[p] for _, p in pairs]]
     # ties count against the positive: a collapsed model (all scores equal) must score ~0, not a perfect 1.0
-    ranks = (scores >= positive[:, None]).sum(dim=1)
-    return float((1.0 / ranks.float()).mean())
+    ranks = (scores >= positive[:, None]).sum(axis=1)
+    return float((1.0 / ranks).mean())
 
 
 def validation_distractors(validation: list[tuple[str, str]], corpus_passages: Sequence[str] | None, total: int,
@@ -207,18 +346,66 @@ def validation_distractors(validation: list[tuple[str, str]], corpus_passages: S
     return random.Random(seed).sample(pool, need) if need else []
 
 
+# ------------------------------------------------------------------------------------------------------ precision
+class MasterWeights:
+    """fp32 master copies of low-precision (bf16/fp16) parameters: the optimizer updates the copies, which are written
+    back rounded after every step. Without them a 3e-5 AdamW update of a bf16 weight of size 0.02 (spacing 1.2e-4)
+    rounds away. fp32 parameters are their own master (no copy)."""
+
+    def __init__(self, parameters: list[torch.nn.Parameter]):
+        self.parameters = parameters
+        self.master = [p if p.dtype == torch.float32 else p.detach().float().clone().requires_grad_(True)
+                       for p in parameters]
+        self.copies = sum(m is not p for m, p in zip(self.master, parameters, strict=True))
+
+    def gradients_in(self) -> None:
+        for p, m in zip(self.parameters, self.master, strict=True):
+            if m is not p:
+                m.grad = None if p.grad is None else p.grad.float()
+
+    @torch.no_grad()
+    def weights_out(self) -> None:
+        for p, m in zip(self.parameters, self.master, strict=True):
+            if m is not p:
+                p.copy_(m)
+
+    def zero_grad(self) -> None:
+        for p, m in zip(self.parameters, self.master, strict=True):
+            p.grad = None
+            m.grad = None
+
+
+# --------------------------------------------------------------------------------------------------------- train
+def check_train_config(config: TrainConfig) -> None:
+    """Values no training can run with, refused before any work (one line naming the key)."""
+    positive = ("epochs", "batch_size", "validation_candidates", "hard_negative_depth")
+    for name in positive:
+        if getattr(config, name) < 1:
+            raise ValueError(f"train.{name} must be at least 1, got {getattr(config, name)}")
+    for name in ("validation_pairs", "patience", "min_steps", "grad_cache_chunk", "max_pairs"):
+        if getattr(config, name) < 0:
+            raise ValueError(f"train.{name} must be 0 or more, got {getattr(config, name)}")
+    if not config.lr > 0:
+        raise ValueError(f"train.lr must be positive, got {config.lr}")
+    if not 0 <= config.warmup_fraction <= 1:
+        raise ValueError(f"train.warmup_fraction must be between 0 and 1, got {config.warmup_fraction}")
+    if config.weight_decay < 0 or config.max_grad_norm <= 0:
+        raise ValueError("train.weight_decay must be >= 0 and train.max_grad_norm > 0")
+
+
 def train(model: Trainable, pairs: list[tuple[str, str]], config: TrainConfig, work_dir: Path,
           on_epoch: Callable[[int, dict[str, float]], None] | None = None,
           corpus_passages: list[str] | None = None) -> dict[str, Any]:
     """Train ``model`` on ``pairs``; checkpoints under ``work_dir``; returns a summary for the result file.
 
     ``forward(queries, passages)`` gets a batch's positives first (passage i belongs to query i), then, with
-    ``hard_negatives``, one BM25 negative per query mined from ``corpus_passages``: every model's InfoNCE treats all
-    passages that are not a query's positive as its negatives. Under ``torchrun`` every process calls this (see the
-    module docstring); ``config.batch_size`` is the batch *per process*.
+    ``hard_negatives``, the BM25 negatives of its queries mined from ``corpus_passages``: every model's InfoNCE treats
+    all passages that are not a query's positive as its negatives. Under ``torchrun`` every process calls this (see
+    the module docstring); ``config.batch_size`` is the batch *per process*.
     """
     from retrievers.sharding import barrier, world
 
+    check_train_config(config)
     rank, size = world()
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -231,43 +418,56 @@ def train(model: Trainable, pairs: list[tuple[str, str]], config: TrainConfig, w
     if config.max_pairs > 0:
         pairs = pairs[:config.max_pairs]
     distractors = validation_distractors(validation, corpus_passages, config.validation_candidates, config.seed)
-    global_batch = config.batch_size * size
-    steps_per_epoch = len(_batches(pairs, global_batch, random.Random(0)))
-    epochs = max(config.epochs, math.ceil(config.min_steps / max(1, steps_per_epoch)))
-    total = max(1, steps_per_epoch * epochs)
-    warmup = max(1, int(config.warmup_fraction * total))
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
     negatives = (mine_bm25_negatives(pairs, corpus_passages or [p for _, p in pairs], config.hard_negative_depth,
                                      config.seed) if config.hard_negatives else {})
+    plan = EpochPlan(pairs, config.batch_size, size, config.seed, negatives)
+    first = plan.steps(0)
+    if first == 0:
+        raise ValueError(f"too few training pairs: {len(pairs)} pairs give no batch of at least {max(2, size)} "
+                         f"(batch_size {config.batch_size} x {size} processes)")
+    epochs = max(config.epochs, math.ceil(config.min_steps / first))
+    steps_per_epoch = [first] + [plan.steps(e) for e in range(1, epochs)]
+    total = sum(steps_per_epoch)
+    warmup = max(1, int(config.warmup_fraction * total))
+    model.steps_per_epoch = total / epochs  # the FLOPS regulariser's warm-up is counted in epochs
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    master = MasterWeights(parameters)
+    optimizer = torch.optim.AdamW(master.master, lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
     net = _distributed(model) if size > 1 else model
     state_file = work_dir / "trainer_state.json"
     history: list[dict[str, float]] = []
-    start_epoch, step, best = 0, 0, -1.0
+    start_epoch, step, best, since_best, stopped = 0, 0, -1.0, 0, False
     if state_file.exists():  # resume after an interruption
         state = json.loads(state_file.read_text())
         start_epoch, step, best, history = state["epoch"], state["step"], state["best"], state["history"]
+        since_best, stopped = state.get("since_best", 0), state.get("stopped", False)
         model.load_weights(work_dir / "last")
-        if start_epoch < epochs:
+        master = MasterWeights(parameters)  # the masters restart from the checkpoint's (rounded) weights
+        optimizer = torch.optim.AdamW(master.master, lr=config.lr, weight_decay=config.weight_decay)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
+        if start_epoch < epochs and not stopped:
             optimizer.load_state_dict(torch.load(work_dir / "last" / "optimizer.pt", weights_only=True))
             schedule.load_state_dict(torch.load(work_dir / "last" / "scheduler.pt", weights_only=True))
         if rank == 0:
             _say(f"{_label(work_dir)}: resuming from the checkpoint after epoch {start_epoch} of {epochs}")
     progress = _Progress(_label(work_dir), total, step, enabled=rank == 0)
     for epoch in range(start_epoch, epochs):
+        if stopped:
+            break
         model.train(True)
-        epoch_rng = random.Random(config.seed * 1000 + epoch)
         totals: dict[str, float] = {}
-        batches = _batches(pairs, global_batch, epoch_rng)
+        batches = plan.batches(epoch)
         for batch in batches:
-            mine = batch[rank * config.batch_size:(rank + 1) * config.batch_size]
-            passages = _with_negatives(mine, negatives) if negatives else [p for _, p in mine]
-            optimizer.zero_grad()
-            loss, parts = _step(net, model, [q for q, _ in mine], passages, step, total, config.grad_cache_chunk)
-            torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
+            mine = local_batch(batch, rank, size)
+            master.zero_grad()
+            loss, parts = _step(net, model, mine, step, total, config.grad_cache_chunk)
+            master.gradients_in()
+            torch.nn.utils.clip_grad_norm_(master.master, config.max_grad_norm)
             optimizer.step()
+            master.weights_out()
             schedule.step()
             if hasattr(model, "after_step"):
                 model.after_step()
@@ -278,23 +478,32 @@ def train(model: Trainable, pairs: list[tuple[str, str]], config: TrainConfig, w
         model.train(False)
         record = {k: v / max(1, len(batches)) for k, v in totals.items()}
         record["epoch"] = epoch + 1
+        record["pairs"] = sum(len(b) for b in batches)
         if rank == 0:
             if validation:
                 record["val_mrr"] = _mrr(model, validation, distractors)
             progress.epoch_done(record)
             if not validation or record["val_mrr"] > best:
-                best = record.get("val_mrr", best)
+                best, since_best = record.get("val_mrr", best), 0
                 _save(model, work_dir / "best")
+            else:
+                since_best += 1
+            stopped = bool(validation) and config.patience > 0 and since_best >= config.patience and epoch + 1 < epochs
             _save(model, work_dir / "last", optimizer, schedule)
             history.append(record)
             tmp = state_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"epoch": epoch + 1, "step": step, "best": best, "history": history}))
+            tmp.write_text(json.dumps({"epoch": epoch + 1, "step": step, "best": best, "history": history,
+                                       "since_best": since_best, "stopped": stopped}))
             os.replace(tmp, state_file)
+            if stopped:
+                progress.say(f"validation has not improved for {config.patience} epochs: stopping after epoch "
+                             f"{epoch + 1} of at most {epochs}")
             if on_epoch:  # after the checkpoint: whatever the callback does, this epoch is kept
                 on_epoch(epoch + 1, record)
         barrier()  # every process continues from rank 0's checkpoint decision
         if rank != 0:
-            history = json.loads(state_file.read_text())["history"]
+            state = json.loads(state_file.read_text())
+            history, stopped = state["history"], state["stopped"]
     progress.close()
     model.load_weights(work_dir / "best")
     model.train(False)
@@ -302,9 +511,12 @@ def train(model: Trainable, pairs: list[tuple[str, str]], config: TrainConfig, w
         for name in ("optimizer.pt", "scheduler.pt"):
             (work_dir / "last" / name).unlink(missing_ok=True)
     best_epoch = max(history, key=lambda r: r.get("val_mrr", r["epoch"]))["epoch"] if history else None
-    return {"config": asdict(config), "epochs_run": epochs, "pairs": len(pairs), "validation_pairs": len(validation),
+    return {"config": asdict(config), "epochs_run": len(history), "epochs_cap": epochs, "stopped_early": stopped,
+            "pairs": len(pairs), "validation_pairs": len(validation),
             "validation_candidates": len(validation) and len({p for _, p in validation}) + len(distractors),
-            "processes": size, "global_batch": global_batch, "steps": step, "best_epoch": best_epoch,
+            "processes": size, "global_batch": plan.global_batch, "steps": step, "scheduled_steps": total,
+            "best_epoch": best_epoch, "master_weights": master.copies > 0,
+            "last_batch": "shared across the processes; a batch with fewer pairs than processes is left out",
             "history": history}
 
 
@@ -315,54 +527,57 @@ def _distributed(model):
 
     device = next(model.parameters()).device
     ids = [device.index] if device.type == "cuda" else None
-    # find_unused_parameters: e.g. BERT's pooler, or the LRN head of a model that applies it to one side only
-    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+    # find_unused_parameters: e.g. BERT's pooler, or the LRN head of a model that applies it to one side only.
+    # broadcast_buffers=False: DDP would otherwise broadcast buffers (e.g. rotary frequencies, constants here) in every
+    # forward - a collective - and GradCache's processes may run different numbers of forwards (a 4-query share in
+    # groups of 3 runs two, a 3-query share one): with it, forwards need no collective, and each process's one
+    # synchronised backward meets the others'.
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True, broadcast_buffers=False)
 
 
-def _step(net, model: Trainable, queries: list[str], passages: list[str], step: int, total: int, chunk: int
+def _step(net, model: Trainable, batch: LocalBatch, step: int, total: int, chunk: int
           ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Forward, loss over the gathered global batch, backward (optionally GradCache in chunks); returns the loss."""
+    """Forward, loss over the gathered global batch, backward (optionally GradCache in groups); returns the loss."""
     from retrievers.sharding import world
 
     _, size = world()
-    n_chunks = 1 if chunk <= 0 else max(1, math.ceil(len(queries) / chunk))
-    if n_chunks == 1:
-        local = net(queries, passages)
+    if chunk <= 0 or len(batch.queries) <= chunk:
+        local = net(batch.queries, batch.passages)
         everything, targets = gather_representations(local)
         loss, parts = model.batch_loss(everything, targets, step, total)
         (loss * size).backward()
         return loss, parts
-    q_chunks, p_chunks = _split(queries, n_chunks), _split(passages, n_chunks)
+    groups = batch.groups(math.ceil(len(batch.queries) / chunk))
     states, cached = [], []
-    with torch.no_grad():  # 1. representations, chunk by chunk, without a graph
-        for qc, pc in zip(q_chunks, p_chunks, strict=True):
+    with torch.no_grad():  # 1. representations, group by group, without a graph
+        for part, _ in groups:
             states.append(_RandomState())
-            cached.append(model(qc, pc))
-    local = {k: torch.cat([c[k] for c in cached]) for k in cached[0]}
-    for value in local.values():
-        if value.is_floating_point():
-            value.requires_grad_(True)
+            cached.append(model(part.queries, part.passages))
+    order = torch.tensor([row for _, rows in groups for row in rows])  # position in batch.passages of each row
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(len(order))
+    local = {}
+    for key in cached[0]:
+        joined = torch.cat([c[key] for c in cached])
+        local[key] = joined if key.startswith("q") else joined[inverse.to(joined.device)]
+        if local[key].is_floating_point():
+            local[key].requires_grad_(True)
     everything, targets = gather_representations(local)
     loss, parts = model.batch_loss(everything, targets, step, total)  # 2. the loss on the whole batch
     (loss * size).backward()
     grads = {k: v.grad for k, v in local.items() if v.is_floating_point() and v.grad is not None}
-    q_at = d_at = 0
-    for i, (qc, pc) in enumerate(zip(q_chunks, p_chunks, strict=True)):  # 3. each chunk again, with its gradient
-        sync = contextlib.nullcontext() if (i == n_chunks - 1 or net is model) else net.no_sync()
+    q_at = 0
+    for i, (part, rows) in enumerate(groups):  # 3. each group again, with its slice of the gradient
+        sync = contextlib.nullcontext() if (i == len(groups) - 1 or net is model) else net.no_sync()
         with sync, states[i].restored():
-            reps = net(qc, pc)
+            reps = net(part.queries, part.passages)
             terms = []
             for key, grad in grads.items():
-                start, count = (q_at, len(qc)) if key.startswith("q") else (d_at, len(pc))
-                terms.append((reps[key] * grad[start:start + count]).sum())
+                piece = grad[q_at:q_at + len(part.queries)] if key.startswith("q") else grad[torch.tensor(rows)]
+                terms.append((reps[key] * piece).sum())
             torch.stack(terms).sum().backward()
-        q_at, d_at = q_at + len(qc), d_at + len(pc)
+        q_at += len(part.queries)
     return loss, parts
-
-
-def _split(items: list[str], n: int) -> list[list[str]]:
-    step = math.ceil(len(items) / n) if items else 0
-    return [items[i * step:(i + 1) * step] for i in range(n)]
 
 
 class _RandomState:
@@ -390,7 +605,8 @@ def gather_representations(local: dict[str, torch.Tensor]) -> tuple[dict[str, to
     """Every process's representations, concatenated in rank order, and each query's positive passage index.
 
     This process's own slice is its own tensor (gradients flow into it); the others' are copies. Processes may hold
-    different numbers of passages (hard negatives), so sizes are exchanged first and tensors padded to gather.
+    different numbers of queries and passages (the shared last batch, hard negatives), so sizes are exchanged first and
+    tensors padded to gather.
     """
     from retrievers.sharding import world
 
@@ -466,6 +682,10 @@ class _Progress:
         val = f", validation MRR {record['val_mrr']:.4f}" if "val_mrr" in record else ""
         _say(f"training {self.label}: epoch {record['epoch']} done, loss {record.get('loss', float('nan')):.4f}{val}")
 
+    def say(self, line: str) -> None:
+        if self.enabled:
+            _say(f"training {self.label}: {line}")
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
@@ -489,11 +709,6 @@ def _save(model: Trainable, path: Path, optimizer=None, schedule=None) -> None:
     os.replace(tmp, path)
 
 
-def quadratic_warmup(step: int, total_steps: int, warmup_fraction: float) -> float:
-    """0 -> 1 quadratically over the first ``warmup_fraction`` of training (the FLOPS lambda schedule)."""
-    horizon = max(1.0, warmup_fraction * total_steps)
-    return min(1.0, ((step + 1) / horizon) ** 2)
-
-
-def steps_for_epochs(n_pairs: int, batch_size: int, epochs: float) -> int:
-    return int(math.ceil(n_pairs / batch_size) * epochs)
+def quadratic_warmup(step: int, horizon: float) -> float:
+    """0 -> 1 quadratically over the first ``horizon`` steps (the FLOPS lambda schedule), then 1."""
+    return min(1.0, ((step + 1) / max(1.0, horizon)) ** 2)

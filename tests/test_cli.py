@@ -142,11 +142,11 @@ def test_eval_refuses_a_missing_empty_or_foreign_run(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     empty = tmp_path / "empty.trec"
     empty.write_text("")
-    assert main(["eval", str(empty), "--dataset", "demo"]) == 1
+    assert main(["eval", str(empty), "--dataset", "demo"]) == 2
     assert "none of the 400 queries" in capsys.readouterr().err
     foreign = tmp_path / "foreign.trec"
     foreign.write_text("".join(f"{200000 + i} Q0 {i} 1 1.0 x\n" for i in range(1000)))  # pool query ids
-    assert main(["eval", str(foreign), "--dataset", "demo"]) == 1
+    assert main(["eval", str(foreign), "--dataset", "demo"]) == 2
     assert "another dataset" in capsys.readouterr().err
 
 

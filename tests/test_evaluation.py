@@ -67,8 +67,10 @@ def test_ties_follow_trec_eval_for_every_measure():
         if rng.random() < 0.7 and positive not in dict(hits):
             hits.append((positive, 1.0))
     ours = per_query(run, qrels)
-    reference = _pytrec(run, qrels, {"recip_rank", "success_1", "success_10", "success_100"})
+    reference = _pytrec(run, qrels, {"recip_rank", "success_1", "success_10", "success_100", "ndcg_cut_10", "map"})
     for qid in qrels:
+        assert ours["nDCG@10"][qid] == pytest.approx(reference[qid]["ndcg_cut_10"], abs=1e-9), qid
+        assert ours["MAP"][qid] == pytest.approx(reference[qid]["map"], abs=1e-9), qid
         rr = reference[qid]["recip_rank"]
         assert ours["MRR@10"][qid] == pytest.approx(rr if rr >= 0.1 else 0.0), qid
         assert ours["Hit@10"][qid] == reference[qid]["success_10"], qid

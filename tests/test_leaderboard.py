@@ -14,10 +14,10 @@ from benchmark.results import find_results, load_result
 
 
 def test_status_bands():
-    assert status(0.8045, 0.80452, 0.002) == "ok"  # equal to the 4 printed decimals
-    assert status(0.8045, 0.8060, 0.002) == "fail"  # a CPU run is bit-reproducible: no tolerance
-    assert status(0.8045, 0.8060, 0.002, reproducible=False) == "okish"  # a GPU run or a paper row
-    assert status(0.8045, 0.8100, 0.002, reproducible=False) == "fail"
+    assert status(0.8045, 0.80452, 0.0) == "ok"  # equal to the 4 printed decimals
+    assert status(0.8045, 0.8060, 0.0) == "fail"  # no tolerance declared: graded exactly
+    assert status(0.8045, 0.8060, 0.002) == "okish"  # a trained entry's measured spread, or a paper row
+    assert status(0.8045, 0.8100, 0.002) == "fail"
     assert status(0.8045, None, 0.002) == "fail"
 
 
@@ -32,6 +32,11 @@ def test_repository_leaderboard_is_consistent():
     assert len(paper) == 17 and not any(e.check for e in paper)  # every Table 2 row, reference only
     prosper = next(e for e in paper if e.retriever == "prosper")
     assert prosper.metrics["MRR@10"] == pytest.approx(0.3285) and prosper.metrics["Hit@1000"] == pytest.approx(0.939)
+    for entry in board.entries:  # a tolerance says where it comes from; exact entries need none
+        if entry.tolerance and not entry.is_paper_row:
+            assert entry.tolerance_source, entry
+        if not entry.is_paper_row:
+            assert {"nDCG@10", "MAP"} <= set(entry.metrics), entry
 
 
 def _board(tmp_path, entries, dataset="demo"):
@@ -60,10 +65,15 @@ def test_check_reruns_and_grades_cpu_results_exactly(tmp_path, capsys):
     assert "[OK   ] demo" in out_text and "[FAIL ] demo" in out_text and "1 ok, 0 okish, 1 fail" in out_text
     assert _check_temp_folders() == before  # no temporary results or cache left behind
 
-    # within the tolerance, but a CPU run is deterministic: anything but equal is a regression
-    path = _board(tmp_path, {"bm25s-bert": {"check": True, "tolerance": 0.01, "metrics": {"MRR@10": round(measured + 0.005, 4)}}})
+    # no tolerance declared: BM25 computes the same numbers everywhere, so anything but equal is a regression
+    path = _board(tmp_path, {"bm25s-bert": {"check": True, "metrics": {"MRR@10": round(measured + 0.005, 4)}}})
     assert main(["check", "--leaderboard", str(path)]) == 1
     assert "0 ok, 0 okish, 1 fail" in capsys.readouterr().out
+    # a declared tolerance (a trained entry's measured spread) is applied
+    path = _board(tmp_path, {"bm25s-bert": {"check": True, "tolerance": 0.01, "tolerance_source": "test",
+                                            "metrics": {"MRR@10": round(measured + 0.005, 4)}}})
+    assert main(["check", "--leaderboard", str(path)]) == 0
+    assert "0 ok, 1 okish, 0 fail" in capsys.readouterr().out
 
 
 def test_check_measures_the_code_under_test_not_a_stale_cache(tmp_path, capsys, monkeypatch):
@@ -87,10 +97,16 @@ def test_check_measures_the_code_under_test_not_a_stale_cache(tmp_path, capsys, 
     assert "0 ok, 0 okish, 1 fail" in capsys.readouterr().out
 
 
-def _fake_result(folder, config, metrics, comparable=True, kind="pretrained", stamp="20260101T000000Z"):
+def _fake_result(folder, config, metrics, comparable=True, kind="pretrained", stamp="20260101T000000Z", overrides=None,
+                 registered="bm25-bert"):
+    from benchmark.results import SCHEMA_VERSION
+
     folder.mkdir(parents=True, exist_ok=True)
-    payload = {"metrics": metrics, "dataset": {"comparable_to_paper": comparable, "corpus_label": "full"},
-               "provenance": {"tokenizer": {"kind": kind}}, "retriever": {"config": config}}
+    payload = {"schema_version": SCHEMA_VERSION, "metrics": metrics, "k": 1000,
+               "dataset": {"comparable_to_paper": comparable, "corpus_label": "full"},
+               "provenance": {"tokenizer": {"kind": kind}},
+               "retriever": {"name": folder.name, "registered_as": registered, "overrides": overrides or {},
+                             "class": "retrievers.bm25:BM25Retriever", "config": config}}
     (folder / f"{stamp}-0123456789ab.json").write_text(json.dumps(payload, default=str))
 
 
@@ -104,9 +120,10 @@ def test_check_grades_paper_rows_only_against_comparable_results_of_the_register
                   dataset="multicpr-ecom")
     assert main(["check", "--leaderboard", str(path), "--results", str(tmp_path)]) == 0  # nothing to compare
     target = tmp_path / "multicpr-ecom" / "bm25-bert"
-    _fake_result(target, {**registered, "k1": 0.9}, {"MRR@10": 0.10}, stamp="20260301T000000Z")  # another config
+    _fake_result(tmp_path / "multicpr-ecom" / "bm25-bert+k1=0.9", {**registered, "k1": 0.9}, {"MRR@10": 0.10},
+                 stamp="20260301T000000Z", overrides={"k1": 0.9})  # another config: never the paper row
     _fake_result(target, {**registered, "latency_queries": 5}, {"MRR@10": 0.2400},  # how it was timed: same config
-                 stamp="20260201T000000Z")
+                 stamp="20260201T000000Z", overrides={"latency_queries": 5})
     capsys.readouterr()
     assert main(["check", "--leaderboard", str(path), "--results", str(tmp_path)]) == 0
     assert "0 ok, 1 okish, 0 fail" in capsys.readouterr().out  # a reproduction approaches a paper row
@@ -117,6 +134,88 @@ def test_check_grades_paper_rows_only_against_comparable_results_of_the_register
     assert main(["check", "--leaderboard", str(path), "--results", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert "not comparable" in text and "stand-in" in text and "[OK" not in text  # never graded, either way
+    # the README's way: the paper's weights from a folder (a variant row of its own) is still this row's reproduction
+    _fake_result(tmp_path / "multicpr-ecom" / "bm25-bert+model_path=w", {**registered, "tokenizer_path": "/w"},
+                 {"MRR@10": 0.2350}, stamp="20260204T000000Z", overrides={"tokenizer_path": "/w"})
+    assert main(["check", "--leaderboard", str(path), "--results", str(tmp_path)]) == 0
+    assert "1 okish" in capsys.readouterr().out
+    # a result with fewer than 1,000 hits per query cannot be graded on Hit@1000
+    path = _board(tmp_path, {"bm25-bert": {"source": "paper", "tolerance": 0.01, "metrics": {"Hit@1000": 0.855}}},
+                  dataset="multicpr-ecom")
+    payload_file = next((tmp_path / "multicpr-ecom" / "bm25-bert+model_path=w").glob("*.json"))
+    payload = json.loads(payload_file.read_text())
+    payload["k"] = 100
+    payload_file.write_text(json.dumps(payload))
+    assert main(["check", "--leaderboard", str(path), "--results", str(tmp_path)]) == 1
+    assert "k=100" in capsys.readouterr().out
+
+
+def test_check_fails_when_a_registered_config_changes_and_its_row_is_not_rerun(tmp_path, capsys, monkeypatch):
+    """A non-rerun entry is graded only against a result of the *current* registered config: change the config (here
+    prosper-e5's new_head_bias) and the committed result no longer counts - under --require-data that fails."""
+    import dataclasses
+
+    import benchmark.registry as registry_module
+    from benchmark.registry import get_spec
+
+    config = dataclasses.asdict(get_spec("bm25-qwen").build().config)
+    folder = tmp_path / "results" / "multicpr-ecom-pool" / "bm25-qwen"
+    _fake_result(folder, config, {"MRR@10": 0.7592}, registered="bm25-qwen")
+    path = _board(tmp_path, {"bm25-qwen": {"metrics": {"MRR@10": 0.7592}}}, dataset="multicpr-ecom-pool")
+    args = ["check", "--leaderboard", str(path), "--results", str(tmp_path / "results"), "--require-data"]
+    capsys.readouterr()
+    assert main(args) == 0 and "1 ok, 0 okish, 0 fail" in capsys.readouterr().out
+    changed = tmp_path / "retrievers.yaml"
+    text = registry_module.REGISTRY_FILE.read_text()
+    assert "config: {tokenizer: Qwen/Qwen2.5-3B}" in text
+    changed.write_text(text.replace("config: {tokenizer: Qwen/Qwen2.5-3B}", "config: {tokenizer: Qwen/Qwen2.5-3B, k1: 0.9}"))
+    monkeypatch.setattr(registry_module, "REGISTRY_FILE", changed)
+    monkeypatch.setattr(registry_module.load_registry, "__defaults__", (changed,))
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert "[FAIL ]" in out and "no result of the current registered config" in out
+    assert main(args[:-1]) == 0 and "[SKIP ]" in capsys.readouterr().out  # without --require-data: a skip, said
+
+
+def test_a_result_made_before_its_code_changed_is_stale(tmp_path):
+    """Stale = a file the row depends on changed after the result's commit, or had uncommitted changes when it ran."""
+    import subprocess
+
+    from benchmark.rows import REPO_ROOT, dependencies, staleness
+
+    deps = dependencies("retrievers.bm25:BM25Retriever")
+    assert "retrievers/bm25.py" in deps and "benchmark/evaluation.py" in deps and "retrievers/sparse.py" not in deps
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
+    payload = {"retriever": {"class": "retrievers.bm25:BM25Retriever"},
+               "environment": {"git": {"commit": head, "dirty": True, "changed_files": ["retrievers/bm25.py", "README.md"]}}}
+    assert staleness(payload) == "stale (ran with uncommitted changes to: retrievers/bm25.py)"
+    payload["environment"]["git"] = {"commit": head, "dirty": True, "changed_files": ["README.md"]}
+    assert staleness(payload) is None  # a change elsewhere does not make a BM25 result stale
+    last = subprocess.run(["git", "log", "-n", "1", "--format=%H", "--", "retrievers/bm25.py"], cwd=REPO_ROOT,
+                          capture_output=True, text=True).stdout.strip()
+    parent = subprocess.run(["git", "rev-parse", f"{last}^"], cwd=REPO_ROOT, capture_output=True, text=True)
+    if parent.returncode != 0:
+        pytest.skip("shallow checkout: no commit before the last change of retrievers/bm25.py")
+    payload["environment"]["git"] = {"commit": parent.stdout.strip(), "dirty": False}
+    assert staleness(payload).startswith("stale (changed since:") and "retrievers/bm25.py" in staleness(payload)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("datasets: {demo: {entries: {bm25-bert: {metrics: {MRR@10: 0.5}}}\n", "not valid YAML"),
+    ("datasets: {demo: {entries: {bm25-bert: {metrics: {MRR@10: high}}}}}\n", "demo/bm25-bert: metric MRR@10 = 'high'"),
+    ("datasets: {demo: {entries: {bm25-brt: {metrics: {MRR@10: 0.5}}}}}\n", "did you mean bm25-bert"),
+])
+def test_a_broken_leaderboard_is_one_line_naming_the_file_and_entry(tmp_path, capsys, text, expected):
+    path = tmp_path / "board.yaml"
+    path.write_text(text)
+    assert main(["check", "--leaderboard", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(path) in err and expected in err and "Traceback" not in err
+
+
+def test_check_of_a_dataset_the_leaderboard_does_not_have_is_refused(capsys):
+    assert main(["check", "--dataset", "demoo"]) == 2
+    assert "no entries for ['demoo']" in capsys.readouterr().err
 
 
 def test_older_result_files_still_load_and_newer_ones_are_refused(tmp_path):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmark.runner import training_folds
+from benchmark.protocol import training_folds
 
 
 def test_pool_folds_are_disjoint_and_leak_nothing(pool):
@@ -24,8 +24,9 @@ def test_other_datasets_use_the_official_split(demo):
 
 def test_an_interrupted_training_resumes_from_its_checkpoints(demo, tmp_path, monkeypatch):
     """A run killed mid-training leaves checkpoints; the next run drops the half-built index but keeps them."""
+    from benchmark.protocol import Fold
     from benchmark.registry import RetrieverSpec
-    from benchmark.runner import Fold, _fit_and_index
+    from benchmark.runner import _fit_and_index
     from retrievers.bm25 import BM25Retriever
 
     seen = {}
@@ -56,12 +57,12 @@ def test_validation_mrr_counts_ties_against_the_positive():
     from retrievers.training import _mrr
 
     class Constant:
-        def score_pairs(self, queries, passages):
-            return torch.zeros(len(queries), len(passages))
+        def scoring_vectors(self, texts, side):
+            return torch.zeros(len(texts), 4)
 
     class Oracle:
-        def score_pairs(self, queries, passages):
-            return torch.eye(len(queries))
+        def scoring_vectors(self, texts, side):
+            return torch.nn.functional.one_hot(torch.tensor([int(t[1:]) for t in texts]), 4).float()
 
     pairs = [(f"q{i}", f"p{i}") for i in range(4)]
     assert _mrr(Oracle(), pairs) == 1.0
@@ -114,15 +115,18 @@ def test_validation_ranks_each_positive_against_corpus_distractors(demo):
 
     from retrievers.training import _mrr, validation_distractors
 
-    class CharacterOverlap:
-        def score_pairs(self, queries, passages):
-            return torch.tensor([[float(len(set(q) & set(p))) for p in passages] for q in queries])
+    class CharacterOverlap:  # a query's score for a passage: the characters they share
+        def scoring_vectors(self, texts, side):
+            out = torch.zeros(len(texts), 65536)
+            for row, text in enumerate(texts):
+                out[row, [ord(c) for c in set(text)]] = 1.0
+            return out
 
     pairs = [(demo.train_queries[q], demo.corpus[next(iter(r))]) for q, r in list(demo.train_qrels.items())[:100]]
     distractors = validation_distractors(pairs, list(demo.corpus.values()), total=2000, seed=0)
     assert len(distractors) + len({p for _, p in pairs}) == 2000 and not set(distractors) & {p for _, p in pairs}
     assert validation_distractors(pairs, list(demo.corpus.values()), 2000, 0) == distractors  # seeded
-    alone, among = _mrr(CharacterOverlap(), pairs), _mrr(CharacterOverlap(), pairs, distractors, chunk=300)
+    alone, among = _mrr(CharacterOverlap(), pairs), _mrr(CharacterOverlap(), pairs, distractors, memory_bytes=2**20)
     assert among < alone - 0.1
 
 

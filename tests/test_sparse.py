@@ -24,7 +24,7 @@ def tiny_overrides():
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
     assert main(["run", "prosper", "--dataset", "demo", "--output", str(out), *TINY]) == 0
-    (path,) = find_results(out, "demo", "prosper")
+    (path,) = find_results(out, "demo")
     return out, load_result(path)
 
 
@@ -48,7 +48,7 @@ def test_result_records_cost_active_dimensions_and_scratch_provenance(tiny_run):
 def test_a_second_run_reopens_the_model_and_index_with_identical_metrics(tiny_run, tmp_path):
     _, first = tiny_run
     assert main(["run", "prosper", "--dataset", "demo", "--output", str(tmp_path), *TINY]) == 0
-    (path,) = find_results(tmp_path, "demo", "prosper")
+    (path,) = find_results(tmp_path, "demo")
     second = load_result(path)
     assert second["index"]["reused"] and not first["index"]["reused"]
     assert second["metrics"] == first["metrics"]  # the reloaded tokenizer and weights read queries as trained
@@ -126,14 +126,14 @@ def test_tradeoff_plot_and_report(tiny_run, tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert main(["report", "--results", str(out)]) == 0
     report = (out / "REPORT.md").read_text()
-    assert "| prosper |" in report and "| bm25s-bert |" in report and "scratch" in report
+    assert "| prosper+" in report and "| bm25s-bert |" in report and "scratch" in report  # a variant, named apart
     assert "![demo-tradeoff](plots/demo-tradeoff.png)" in report
     assert "not comparable with the paper" in report
     from benchmark.results import ran_on
 
-    row = next(line for line in report.splitlines() if line.startswith("| prosper |"))
+    row = next(line for line in report.splitlines() if line.startswith("| prosper+"))
     where = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    assert row.endswith(f"| {where} |")
+    assert f"| scratch | {where} | 1 |" in row
     assert ran_on({"provenance": {"compute": {"device": "cuda", "gpu": "NVIDIA H100"}}}) == "NVIDIA H100"
     assert ran_on({"provenance": {}}) == "cpu"  # results written before devices were recorded ran on the CPU
 
@@ -175,7 +175,7 @@ def test_torchrun_shards_the_corpus_encoding_and_rank_0_alone_writes_the_result(
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("MRR@10") == 1  # one summary table: rank 1 prints nothing
-    (path,) = find_results(out, "demo", "prosper")
+    (path,) = find_results(out, "demo")
     payload = load_result(path)
     assert payload["provenance"]["compute"]["encoding_processes"] == 2
     training = payload["provenance"]["training"]

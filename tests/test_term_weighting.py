@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
 
 from benchmark.cli import main
 from benchmark.results import find_results, load_result
-from retrievers.training import _with_negatives, mine_bm25_negatives
+from retrievers.training import choose_negatives, mine_bm25_negatives
 
 TINY_BERT = ["--set", "train.epochs=1", "--set", "train.validation_pairs=0", "--set", "scratch.hidden_size=32",
              "--set", "scratch.layers=1", "--set", "scratch.intermediate_size=64", "--set", "max_length=32",
@@ -28,14 +29,18 @@ def test_bm25_negatives_exclude_positives_and_come_from_the_corpus(demo):
         assert negatives and not set(negatives) & positives[query]
         assert set(negatives) <= set(corpus) and len(negatives) <= 10
     batch = pairs[:4]
-    passages = _with_negatives(batch, mined)
-    assert passages[:4] == [p for _, p in batch] and len(set(passages)) == len(passages) > 4
+    chosen = choose_negatives(batch, mined, random.Random(0))
+    passages = [p for _, p in batch] + [n for n in chosen if n is not None]
+    assert len(chosen) == 4 and len(set(passages)) == len(passages) > 4
+    for (query, _), negative in zip(batch, chosen, strict=True):
+        assert negative is None or negative in mined[query]
 
 
 def test_deepct_learns_term_weights_served_as_bm25_term_frequencies(tmp_path):
     """The original DeepCT: round(100 * w) becomes a term's frequency in a BM25 index; the impact variant is an option."""
     assert main(["run", "deepct", "--dataset", "demo", "--output", str(tmp_path), *TINY_BERT]) == 0
-    payload = load_result(find_results(tmp_path, "demo", "deepct")[0])
+    (first,) = find_results(tmp_path, "demo")
+    payload = load_result(first)
     assert payload["retriever"]["config"]["serving"] == "bm25" and payload["cost"]["extra"]["tf_scale"] == 100.0
     assert payload["metrics"]["MRR@10"] > 0.2
     assert payload["cost"]["flops"] > 0 and payload["provenance"]["model"]["kind"] == "scratch"
@@ -43,7 +48,9 @@ def test_deepct_learns_term_weights_served_as_bm25_term_frequencies(tmp_path):
     assert history[0]["mse"] < 0.5 and 0 < history[0]["target_mean"] < 1
     assert main(["run", "deepct", "--dataset", "demo", "--output", str(tmp_path), *TINY_BERT,
                  "--set", "serving=impact"]) == 0
-    impact = load_result(find_results(tmp_path, "demo", "deepct")[-1])
+    (second,) = set(find_results(tmp_path, "demo")) - {first}
+    impact = load_result(second)
+    assert impact["retriever"]["overrides"]["serving"] == "impact" and first.parent != second.parent  # rows apart
     assert impact["retriever"]["config"]["serving"] == "impact" and impact["index"]["reused"] is False
     assert impact["metrics"] != payload["metrics"]
 
@@ -77,10 +84,10 @@ def test_doc2query_appends_sampled_queries_then_bm25(tmp_path, isolated_cache):
             "--set", "scratch.d_ff=64", "--set", "n_samples=2", "--set", "max_query_length=8",
             "--set", "bm25.backend=bm25s"]
     assert main(["run", "doc2query", "--dataset", "demo", "--output", str(tmp_path), *sets]) == 0
-    payload = load_result(find_results(tmp_path, "demo", "doc2query")[0])
+    payload = load_result(find_results(tmp_path, "demo")[0])
     assert payload["metrics"]["MRR@10"] > 0.3  # BM25 over the passage text is the floor; expansions add to it
     assert payload["provenance"]["model"]["kind"] == "scratch" and payload["cost"]["train_time_s"] > 0
-    (expansions,) = list(Path(payload["index"]["path"]).rglob("expansions.jsonl"))
+    (expansions,) = list((isolated_cache / payload["index"]["entry"]).rglob("expansions.jsonl"))
     rows = [json.loads(line) for line in expansions.read_text(encoding="utf-8").splitlines()]
     assert len(rows) == 2000 and all(len(r["queries"]) == 2 for r in rows)
     assert sum(bool(q) for r in rows for q in r["queries"]) > 1000  # mostly non-empty generations

@@ -1,0 +1,77 @@
+"""``python -m benchmark spread``: how far a trained row's metrics move when nothing but floating point changes.
+
+A trained model's result is deterministic on one machine, but not across CPU families: AVX2 and AVX-512 kernels sum in
+different orders, and a few thousand optimizer steps turn last-digit differences into a few ranks. The leaderboard's
+tolerance for a trained entry is derived here, from two measured spreads, each run in its own process:
+
+- **kernels**: the registered config (its own seed) with torch's CPU dispatch forced to each of ``--kernels``
+  (``ATEN_CPU_CAPABILITY``; MKL and oneDNN capped to match), the stand-in for another CPU family on one machine;
+- **seeds**: the registered config with other training seeds (the scale of what a changed float can do).
+
+tolerance = max(largest kernel deviation from the native run, 2 x the seeds' standard deviation) over the graded
+metrics, rounded up to 0.005. The summary (every value, the rule, the machine) is written to
+``results/spread/<dataset>-<row>.json``; the leaderboard cites it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from benchmark.results import environment, find_results, load_result
+
+KERNEL_ENV = {  # torch's dispatch, and the BLAS / oneDNN instruction sets it calls into, capped alike
+    "default": {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "ONEDNN_MAX_CPU_ISA": "SSE41"},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "avx512": {"ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
+}
+METRICS = ("MRR@10", "nDCG@10", "MAP", "Hit@1", "Hit@10", "Hit@100", "Hit@1000")
+
+
+def _run(row: str, dataset: str, output: Path, sets: list[str], env: dict[str, str], data_dir: str | None) -> dict:
+    before = set(find_results(output, dataset))
+    cmd = [sys.executable, "-m", "benchmark", "run", row, "--dataset", dataset, "--output", str(output), "--rebuild"]
+    cmd += [f"--set={s}" for s in sets] + (["--data-dir", data_dir] if data_dir else [])
+    done = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+    (new,) = set(find_results(output, dataset)) - before
+    payload = load_result(new)
+    return {"file": str(new.relative_to(output.parent)) if output.parent in new.parents else str(new),
+            "capability": payload["environment"]["machine"].get("torch_cpu_capability"),
+            "metrics": {m: payload["metrics"][m] for m in METRICS}}
+
+
+def measure(row: str, dataset: str, output: Path, seeds: list[int], kernels: list[str], seed_key: str,
+            data_dir: str | None = None) -> dict[str, Any]:
+    output = Path(output)
+    runs: dict[str, Any] = {"native": _run(row, dataset, output / "runs", [], {}, data_dir)}
+    for kernel in kernels:
+        runs[f"kernel:{kernel}"] = _run(row, dataset, output / "runs", [], KERNEL_ENV[kernel], data_dir)
+    for seed in seeds:
+        runs[f"seed:{seed}"] = _run(row, dataset, output / "runs", [f"{seed_key}={seed}"], {}, data_dir)
+    native = runs["native"]["metrics"]
+    kernel_dev = {m: max([abs(r["metrics"][m] - native[m]) for k, r in runs.items() if k.startswith("kernel:")],
+                         default=0.0) for m in METRICS}
+    seed_values = {m: [native[m]] + [r["metrics"][m] for k, r in runs.items() if k.startswith("seed:")]
+                   for m in METRICS}
+    seed_sd = {m: statistics.stdev(v) if len(v) > 1 else 0.0 for m, v in seed_values.items()}
+    raw = max(max(kernel_dev[m], 2 * seed_sd[m]) for m in METRICS)
+    tolerance = math.ceil(raw / 0.005 - 1e-9) * 0.005
+    return {"row": row, "dataset": dataset, "runs": runs, "kernel_deviation": kernel_dev, "seed_sd": seed_sd,
+            "rule": "max(largest kernel deviation from the native run, 2 x seed standard deviation) over "
+                    f"{', '.join(METRICS)}, rounded up to 0.005",
+            "tolerance": round(tolerance, 3), "environment": environment()}
+
+
+def write(summary: dict[str, Any], output: Path) -> Path:
+    path = Path(output) / f"{summary['dataset']}-{summary['row']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    return path
