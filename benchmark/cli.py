@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -200,7 +201,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for name in names:  # every key and value checked against the config dataclasses before any work
         check_overrides(name, registry[name].build(overrides).config, overrides)
     try:
-        rows = {name: row_name(name, overrides, args.k, args.name) for name in names}
+        rows = {name: row_name(name, overrides, args.k, args.name, dataclasses.asdict(registry[name].build().config))
+                for name in names}
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -66,13 +66,18 @@ def _short(value: Any) -> str:
 
 
 def row_name(registered: str, overrides: dict[str, Any] | None = None, k: int = DEFAULT_K,
-             name: str | None = None) -> str:
-    """The row a run is filed and reported under (see the module docstring)."""
+             name: str | None = None, registered_config: dict[str, Any] | None = None) -> str:
+    """The row a run is filed and reported under (see the module docstring). With ``registered_config``, an override
+    that sets a field to its registered value changes nothing and does not rename the row."""
     if name is not None:
         if not NAME.match(name):
             raise ValueError(f"--name {name!r}: use letters, digits and . _ + = , @ - (at most 100 characters)")
         return name
     changes = meaningful_overrides(overrides)
+    if registered_config is not None:
+        flat = flatten(json.loads(json.dumps(registered_config, default=str)))
+        changes = {key: value for key, value in changes.items()
+                   if key not in flat or json.loads(json.dumps(value, default=str)) != flat[key]}
     if k != DEFAULT_K:
         changes["k"] = k
     if not changes:

@@ -58,7 +58,7 @@ def run_one(spec: RetrieverSpec, dataset: Dataset, output: Path, k: int = 1000, 
     """
     refusal = None if allow_scratch or not dataset.comparable_to_paper else (
         f"{dataset.name} is comparable with the paper, which uses pretrained weights")
-    row = row_name(spec.name, overrides, k, name)
+    row = row_name(spec.name, overrides, k, name, asdict(spec.build().config))
     with refuse_scratch(refusal):
         return _run_one(spec, dataset, output, k, reuse_index, overrides, extra, row)
 

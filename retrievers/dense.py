@@ -41,7 +41,7 @@ from retrievers.base import (
 )
 from retrievers.hub import weights_digest
 from retrievers.model_loading import enable_checkpointing, precision_plan, pretrained_or_scratch, training_preset
-from retrievers.sharding import encode_corpus, is_main
+from retrievers.sharding import encode_corpus, is_main, threads_per_process
 from retrievers.training import TrainConfig, info_nce, paper_training, train, training_pairs
 
 BGE_ZH_INSTRUCTION = "为这个句子生成表示以用于检索相关文章："
@@ -248,8 +248,8 @@ class DenseRetriever(Retriever):
     def fit(self, train_queries, train_qrels, corpus, work_dir: Path) -> None:
         import faiss
 
-        faiss.omp_set_num_threads(self.config.threads)
-        torch.set_num_threads(self.config.threads)
+        faiss.omp_set_num_threads(threads_per_process(self.config.threads))
+        torch.set_num_threads(threads_per_process(self.config.threads))
         pairs = training_pairs(dict(train_queries), dict(train_qrels), dict(corpus))
         texts = list(corpus.values()) + [q for q, _ in pairs]
         self.encoder = DenseEncoder(self.config, texts=texts, work_dir=Path(work_dir))

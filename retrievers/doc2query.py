@@ -23,7 +23,7 @@ from retrievers.base import Retriever, Run, Timer, device_provenance, nested_fro
 from retrievers.bm25 import BM25Config, BM25Retriever
 from retrievers.hub import weights_digest
 from retrievers.model_loading import precision_plan, pretrained_or_scratch, training_preset
-from retrievers.sharding import is_main
+from retrievers.sharding import is_main, threads_per_process
 from retrievers.tokenization import load_saved_tokenizer
 from retrievers.training import TrainConfig, train, training_pairs
 
@@ -180,7 +180,7 @@ class Doc2QueryRetriever(Retriever):
         self.stats = self.bm25.stats  # BM25 fills the cost record; Doc2Query adds its training time
 
     def fit(self, train_queries, train_qrels, corpus, work_dir: Path) -> None:
-        torch.set_num_threads(self.config.threads)
+        torch.set_num_threads(threads_per_process(self.config.threads))
         pairs = training_pairs(dict(train_queries), dict(train_qrels), dict(corpus))
         self.generator = QueryGenerator(self.config, texts=list(corpus.values()) + [q for q, _ in pairs])
         device = torch_device(self.config.device)

@@ -68,6 +68,16 @@ def barrier() -> None:
         dist.barrier(group=_barrier_group)
 
 
+def threads_per_process(requested: int) -> int:
+    """CPU threads for this process: ``requested`` alone, its share of the node's cores under ``torchrun`` (four
+    processes each asking for the machine's 2 threads would run 8 threads on 2 cores and thrash)."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if local <= 1:
+        return max(1, requested)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(requested, cores // local))
+
+
 def local_rank() -> int:
     """Which GPU of the node this process owns (``torchrun`` sets ``LOCAL_RANK``)."""
     return int(os.environ.get("LOCAL_RANK", "0"))

@@ -40,7 +40,7 @@ from retrievers.base import device_provenance, nested_from_dicts, torch_device
 from retrievers.hub import weights_digest
 from retrievers.impact_serving import ImpactRetriever
 from retrievers.model_loading import enable_checkpointing, precision_plan, pretrained_or_scratch, training_preset
-from retrievers.sharding import is_main
+from retrievers.sharding import is_main, threads_per_process
 from retrievers.tokenization import VocabularySubset, load_saved_tokenizer, readable_token
 from retrievers.training import TrainConfig, info_nce, paper_training, quadratic_warmup, train, training_pairs
 
@@ -468,7 +468,7 @@ class SparseRetriever(ImpactRetriever):
         self.encoder: SparseEncoder | None = None
 
     def fit(self, train_queries, train_qrels, corpus, work_dir: Path) -> None:
-        torch.set_num_threads(self.config.threads)
+        torch.set_num_threads(threads_per_process(self.config.threads))
         pairs = training_pairs(dict(train_queries), dict(train_qrels), dict(corpus))
         self.encoder = SparseEncoder(self.config, texts=list(corpus.values()) + [q for q, _ in pairs])
         device = torch_device(self.config.device)

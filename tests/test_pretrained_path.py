@@ -93,6 +93,8 @@ def test_a_save_pretrained_folder_runs_end_to_end(name, checkpoint, extra, check
     assert model["weights_sha256"] and all(len(v) == 64 for v in model["weights_sha256"].values())
     assert payload["provenance"]["training"]["preset"] == "pretrained"
     assert payload["retriever"]["config"]["train_pretrained"]["epochs"] == 1
+    bf16_weights = payload["provenance"]["compute"]["weights"] == "bfloat16"
+    assert payload["provenance"]["training"]["master_weights"] is bf16_weights  # fp32 masters for bf16 weights
     run = read_trec_run(path.with_suffix(".trec"))
     scores = [s for hits in run.values() for _, s in hits]
     assert scores and all(math.isfinite(s) for s in scores)
@@ -151,3 +153,46 @@ def test_a_paper_run_made_with_model_path_is_graded_against_the_paper_row(checkp
     assert graded and all(line.startswith("[FAIL ]") and "expected 0.3285" in line or "expected" in line
                           for line in graded), lines
     assert counts["not comparable"] == 0 and any("MRR@10" in line and str(path) in line for line in graded)
+
+
+def test_a_set_key_of_the_preset_that_will_not_run_is_refused_before_any_work(checkpoints, capsys):
+    """With pretrained weights the train_pretrained preset trains: `--set train.epochs=1` would be ignored (it once ran
+    5 epochs silently). Refused in one line naming the active preset; the reverse for a scratch model."""
+    folder = checkpoints["qwen-bf16"]
+    assert main(["run", "prosper", "--dataset", "demo", "--set", f"model_path={folder}", "--set", "train.epochs=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: prosper: --set train.epochs would be ignored") and "train_pretrained.epochs" in err
+    assert len(err.splitlines()) == 1
+    assert main(["run", "prosper", "--dataset", "demo", "--set", "train_pretrained.epochs=1"]) == 2
+    assert "a scratch model trains with the train preset; set train.epochs" in capsys.readouterr().err
+
+
+def test_e5_rows_load_the_packaged_port_online_or_not_and_the_source_keys_the_cache(monkeypatch, checkpoints, tmp_path):
+    """weights_source: package pins the e5 rows to the 4-bit port even when the Hub is reachable (check stays
+    deterministic); with `auto`, where the weights come from is part of the cache key, so a Hub or cache copy and the
+    port never share an entry."""
+    import retrievers.hub as hub
+    from benchmark.registry import get_spec
+    from benchmark.runner import cache_key
+    from retrievers.model_loading import resolve_weights, weights_identity
+
+    monkeypatch.setattr(hub, "hub_offline", lambda: False)  # as if online
+    e5 = get_spec("e5-small").build()
+    assert e5.config.weights_source == "package"
+    resolved = resolve_weights(e5.config)
+    assert resolved.provenance["source"] == "package" and "artefact" in weights_identity(e5.config)
+    auto = get_spec("e5-small").build({"weights_source": "auto"})
+    assert resolve_weights(auto.config).provenance["source"] == "hub"  # auto would take the Hub copy online
+    monkeypatch.setattr(hub, "hub_offline", lambda: True)
+    port_key = cache_key(auto)  # offline, auto falls through to the port
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hf" / "hub" / "models--intfloat--multilingual-e5-small"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots").mkdir()
+    os.symlink(checkpoints["bert-fp32"], repo / "snapshots" / commit, target_is_directory=True)
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    assert resolve_weights(auto.config).provenance["source"] == "hf-cache"
+    assert cache_key(auto) != port_key  # same config, other weights: another cache entry
