@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from retrievers.base import Retriever
+from retrievers.options import check_field
 
 REGISTRY_FILE = Path(__file__).with_name("configs") / "retrievers.yaml"
 
@@ -33,7 +34,13 @@ class RetrieverSpec:
         cls = self.retriever_class()
         values = deep_merge(self.config, overrides or {})
         checked = check_values(cls.config_class, values, where=self.name)
-        return cls(cls.config_class(**checked))
+        config = cls.config_class(**checked)
+        if hasattr(config, "check"):  # settings that contradict each other
+            try:
+                config.check()
+            except ValueError as err:
+                raise ConfigError(f"{self.name}: {err}") from err
+        return cls(config)
 
 
 class ConfigError(ValueError):
@@ -41,8 +48,9 @@ class ConfigError(ValueError):
 
 
 def check_values(config_class: type, values: dict[str, Any], where: str, prefix: str = "") -> dict[str, Any]:
-    """``values`` checked against ``config_class``'s fields and types (nested dataclasses recursively); lists become
-    tuples where a tuple is declared, ints become floats where a float is."""
+    """``values`` checked against ``config_class``'s fields, types and declared choices and ranges
+    (``retrievers.options``; nested dataclasses recursively); lists become tuples where a tuple is declared, ints
+    become floats where a float is."""
     import difflib
     import typing
 
@@ -64,6 +72,9 @@ def check_values(config_class: type, values: dict[str, Any], where: str, prefix:
             checked[key] = check_values(expected, value, where, prefix=f"{name}.")
         else:
             checked[key] = _coerce(value, expected, name, where)
+            problem = check_field(name, checked[key], fields[key].metadata)  # declared choices and ranges
+            if problem:
+                raise ConfigError(f"{where}: {problem}")
     return checked
 
 

@@ -19,7 +19,7 @@ from benchmark.results import environment, write_result
 from benchmark.rows import row_name
 from benchmark.stages import StageClock
 from retrievers.base import Timer, config_hash, write_json_atomic
-from retrievers.cache import DONE, CacheCorrupt, CacheUnsealed, entry_lock, seal, verify
+from retrievers.cache import DONE, MANIFEST, CacheCorrupt, CacheUnsealed, entry_lock, seal, verify
 from retrievers.model_loading import refuse_scratch, weights_identity
 from retrievers.sharding import barrier, is_main, world
 
@@ -132,24 +132,36 @@ def _fit_and_index(retriever, spec: RetrieverSpec, dataset: Dataset, fold: Fold,
 
     A cache entry is sealed when finished (``retrievers.cache.seal``: every file's size and hash) and checked before it
     is reopened; a file that changed, or an entry that fails to reopen, is reported and rebuilt - a cache never
-    silently serves wrong numbers. One process at a time works on an entry (a file lock): a second run of the same
-    retriever waits, then reuses what the first built.
+    silently serves wrong numbers. When only the index is damaged and the sealed model is intact, the index is rebuilt
+    from that model, never by retraining. One process at a time works on an entry (a file lock): a second run of the
+    same retriever waits, then reuses what the first built. A build that fails leaves no entry behind (only the
+    checkpoints of finished epochs, which a rerun resumes from).
     """
     rank, world_size = world()
     lock = entry_lock(index_dir) if rank == 0 else contextlib.nullcontext()
     with lock:
+        decision = "build"
         if rank == 0 and reuse_index and (index_dir / DONE).exists():
-            if _reopen(retriever, spec, index_dir):
+            decision = _reopen(retriever, spec, index_dir, world_size)
+            if decision == "reused":
                 barrier()
                 return True
         barrier()  # rank 0 has decided: reuse (DONE present) or rebuild (DONE removed)
         if rank != 0 and reuse_index and (index_dir / DONE).exists():
             return True  # under torchrun only rank 0 searches; the others have nothing to do
-        return _build(retriever, spec, dataset, fold, index_dir, rank, world_size, clock or StageClock())
+        try:
+            if decision == "index":
+                return _rebuild_index(retriever, spec, dataset, index_dir, clock or StageClock())
+            return _build(retriever, spec, dataset, fold, index_dir, rank, world_size, clock or StageClock())
+        except Exception:
+            if rank == 0:
+                _discard_failed(index_dir)
+            raise
 
 
-def _reopen(retriever, spec: RetrieverSpec, index_dir: Path) -> bool:
-    """Reopen a sealed entry after checking it; False (and the entry unsealed) when it must be rebuilt."""
+def _reopen(retriever, spec: RetrieverSpec, index_dir: Path, world_size: int = 1) -> str:
+    """Reopen a sealed entry after checking it: ``reused``; ``index`` when only its index is damaged and its model
+    can be reopened (rebuild the index from the model); ``build`` otherwise (the entry unsealed)."""
     try:
         verify(index_dir)
         log.info("%s: reusing %s", spec.name, index_dir)
@@ -159,16 +171,64 @@ def _reopen(retriever, spec: RetrieverSpec, index_dir: Path) -> bool:
         log.warning("%s: cached entry %s was built without checksums (an older prosper-bench); rebuilding it",
                     spec.name, index_dir)
     except CacheCorrupt as err:
-        log.warning("%s: cached entry is corrupt - %s; rebuilding it (checkpoints kept)", spec.name, err)
+        damaged = getattr(err, "files", {})
+        model_intact = damaged and not any(f.startswith(MODEL_PARTS) for f in damaged)
+        if model_intact and retriever.needs_training and retriever.reopens_models() and world_size == 1:
+            log.warning("%s: cached index is corrupt - %s; rebuilding the index from the sealed, intact model "
+                        "(no retraining)", spec.name, err)
+            (index_dir / DONE).unlink(missing_ok=True)
+            return "index"
+        log.warning("%s: cached entry is corrupt - %s; rebuilding it", spec.name, err)
     except Exception as err:  # noqa: BLE001 - any failure to reopen means: rebuild, and say why
         log.warning("%s: cached entry %s could not be reopened (%s: %s); rebuilding it", spec.name, index_dir,
                     type(err).__name__, err)
     else:
         for key in INDEX_STAT_FIELDS:
             setattr(retriever.stats, key, saved.get(key))
-        return True
+        return "reused"
     (index_dir / DONE).unlink(missing_ok=True)
+    return "build"
+
+
+#: What a trained entry's model is made of: the model folder and the provenance of its training. When these are
+#: intact, the rest of the entry (index files, statistics) can be rebuilt from them without retraining.
+MODEL_PARTS = ("model/", "provenance.json")
+
+
+def _rebuild_index(retriever, spec: RetrieverSpec, dataset: Dataset, index_dir: Path, clock: StageClock) -> bool:
+    """Reopen the entry's sealed model and rebuild everything else of the entry from it."""
+    provenance = json.loads((index_dir / "provenance.json").read_text())
+    try:
+        train_time = json.loads((index_dir / "index_stats.json").read_text()).get("train_time_s")
+    except (OSError, ValueError):
+        train_time = None  # the statistics file was the damaged one: the training time is not known any more
+    for child in index_dir.iterdir():
+        if child.name not in ("model", "provenance.json", MANIFEST) and not child.name.endswith(".lock"):
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    retriever.restore_provenance(provenance)
+    retriever.load_model(index_dir / "model")
+    retriever.stats.train_time_s = train_time
+    log.info("%s: indexing %d passages with the cached model", spec.name, len(dataset.corpus))
+    with Timer() as timer:
+        retriever.index(dataset.corpus, index_dir)
+    clock.merge_index_stages(retriever.stats.extra, timer.seconds)
+    write_json_atomic(index_dir / "index_stats.json", {key: getattr(retriever.stats, key) for key in INDEX_STAT_FIELDS})
+    seal(index_dir)
     return False
+
+
+def _discard_failed(index_dir: Path) -> None:
+    """After a failed build, nothing half-made stays in the cache: the entry goes, except the checkpoints of finished
+    epochs (a rerun resumes from them instead of starting over)."""
+    keep = (index_dir / "checkpoints" / "trainer_state.json").exists()
+    if not index_dir.exists():
+        return
+    if not keep:
+        shutil.rmtree(index_dir, ignore_errors=True)
+        return
+    for child in index_dir.iterdir():
+        if child.name != "checkpoints":
+            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
 
 
 def _build(retriever, spec: RetrieverSpec, dataset: Dataset, fold: Fold, index_dir: Path, rank: int,
@@ -193,7 +253,7 @@ def _build(retriever, spec: RetrieverSpec, dataset: Dataset, fold: Fold, index_d
     if world_size > 1 and retriever.shards_encoding:  # BM25 / Doc2Query index in rank 0 alone: nothing to record
         log.info("%s: rank %d of %d encoding its shard of %d passages", spec.name, rank, world_size,
                  len(dataset.corpus))
-        retriever._provenance.setdefault("compute", {})["encoding_processes"] = world_size
+        retriever.record_compute(encoding_processes=world_size)
     log.info("%s: indexing %d passages", spec.name, len(dataset.corpus))
     with Timer() as timer:
         retriever.index(dataset.corpus, index_dir)

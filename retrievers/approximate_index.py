@@ -38,7 +38,8 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from retrievers.inverted_index import InvertedIndex, SearchResult, _heap_offer, _write_sorted, quantize_queries, run_in_chunks
+from retrievers.index_kernels import heap_offer, write_sorted
+from retrievers.inverted_index import InvertedIndex, SearchResult, quantize_queries, run_in_chunks
 
 FORMAT_VERSION = 2  # 2: impact_floor and an optional forward index
 _FORWARD = ("forward_indptr", "forward_terms", "forward_impacts")
@@ -82,8 +83,8 @@ def _rescore(f_indptr, f_terms, f_impacts, q_indptr, q_terms, q_weights, cand, s
             for p in range(f_indptr[d], f_indptr[d + 1]):
                 score += dense[f_terms[p]] * np.int64(f_impacts[p])
             if score > 0:
-                size = _heap_offer(hs, hd, size, k, score, d)
-        _write_sorted(hs, hd, size, out_s[q], out_d[q])
+                size = heap_offer(hs, hd, size, k, score, d)
+        write_sorted(hs, hd, size, out_s[q], out_d[q])
         for i in range(q_indptr[q], q_indptr[q + 1]):
             dense[q_terms[i]] = 0
 

@@ -115,6 +115,19 @@ class Retriever(abc.ABC):
         """Which tokenizer / model weights were used: ``pretrained`` or ``stand-in``/``scratch``, never implied."""
         return dict(self._provenance)
 
+    def record_compute(self, **facts: Any) -> None:
+        """Add facts about where and how this retriever ran (e.g. ``encoding_processes``) to its provenance."""
+        self._provenance.setdefault("compute", {}).update(facts)
+
+    def restore_provenance(self, provenance: dict[str, Any]) -> None:
+        """Take over the provenance an earlier build recorded (an index rebuilt from a cached, already trained model)."""
+        self._provenance = dict(provenance)
+
+    @classmethod
+    def reopens_models(cls) -> bool:
+        """True when :meth:`load_model` can reopen a trained model alone (so a damaged index is rebuilt from it)."""
+        return cls.load_model is not Retriever.load_model
+
     def cost(self) -> CostStats:
         return self.stats
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from retrievers.base import Retriever, Run, Timer, directory_size, latency_summary, write_json_atomic
+from retrievers.options import at_least, between, choice
 from retrievers.tokenization import Tokenizer, load_saved_tokenizer, load_tokenizer
 
 
@@ -28,12 +29,12 @@ from retrievers.tokenization import Tokenizer, load_saved_tokenizer, load_tokeni
 class BM25Config:
     tokenizer: str = "bert-base-chinese"
     tokenizer_path: str | None = None  # a local folder with the real tokenizer files
-    k1: float = 1.2
-    b: float = 0.75
-    backend: str = "lucene"  # "lucene" (pyserini) or "bm25s"
-    threads: int = 2
-    latency_queries: int = 1000  # queries timed one by one for p50/p95 (single thread)
-    latency_k: int = 10  # hits per timed query
+    k1: float = at_least(1.2, 0)
+    b: float = between(0.75, 0, 1)
+    backend: str = choice("lucene", "bm25s")  # Lucene through pyserini, or bm25s
+    threads: int = at_least(2, 1)
+    latency_queries: int = at_least(1000, 0)  # queries timed one by one for p50/p95 (single thread)
+    latency_k: int = at_least(10, 1)  # hits per timed query
 
 
 def overlap_flops(query_tokens: list[list[str]], df: Mapping[str, int], n_docs: int) -> float:

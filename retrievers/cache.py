@@ -97,8 +97,11 @@ def seal(folder: str | os.PathLike) -> None:
     (folder / DONE).write_text("ok\n")
 
 
-def verify(folder: str | os.PathLike) -> None:
-    """Raise :class:`CacheCorrupt` naming the first file that differs from the entry's manifest."""
+def differing_files(folder: str | os.PathLike) -> dict[str, str]:
+    """{file (relative to the entry): what differs} for every file that does not match the entry's manifest.
+
+    Raises :class:`CacheUnsealed` / :class:`CacheCorrupt` when there is no readable manifest to check against.
+    """
     import json
 
     folder = Path(folder)
@@ -108,14 +111,28 @@ def verify(folder: str | os.PathLike) -> None:
         manifest = json.loads((folder / MANIFEST).read_text())["files"]
     except (OSError, ValueError, KeyError) as err:
         raise CacheCorrupt(f"{folder / MANIFEST}: missing or unreadable ({err})") from err
+    differing = {}
     for name, expected in manifest.items():
         path = folder / name
         if not path.is_file():
-            raise CacheCorrupt(f"{path}: missing")
-        if path.stat().st_size != expected["size"]:
-            raise CacheCorrupt(f"{path}: {path.stat().st_size} bytes, {expected['size']} when it was written")
-        if _digest(path) != expected["xxh3"]:
-            raise CacheCorrupt(f"{path}: contents changed since it was written (xxh3 differs)")
+            differing[name] = "missing"
+        elif path.stat().st_size != expected["size"]:
+            differing[name] = f"{path.stat().st_size} bytes, {expected['size']} when it was written"
+        elif _digest(path) != expected["xxh3"]:
+            differing[name] = "contents changed since it was written (xxh3 differs)"
+    return differing
+
+
+def verify(folder: str | os.PathLike) -> None:
+    """Raise :class:`CacheCorrupt` naming the first file that differs from the entry's manifest (all of them in
+    ``err.files``)."""
+    differing = differing_files(folder)
+    if differing:
+        name, why = next(iter(differing.items()))
+        err = CacheCorrupt(f"{Path(folder) / name}: {why}" + (f" (and {len(differing) - 1} more)"
+                                                             if len(differing) > 1 else ""))
+        err.files = differing
+        raise err
 
 
 def entry_lock(folder: str | os.PathLike, timeout: float = -1):

@@ -31,9 +31,11 @@ from tqdm.auto import tqdm
 
 from retrievers.base import Run, Timer, device_provenance, nested_from_dicts, torch_device, write_json_atomic
 from retrievers.bm25 import BM25Config, BM25Retriever
-from retrievers.hub import weights_digest
+from retrievers.hub import WEIGHT_SOURCES, weights_digest
 from retrievers.impact_serving import ImpactRetriever
-from retrievers.model_loading import precision_plan, pretrained_or_scratch, training_preset
+from retrievers.inverted_index import ALGORITHMS
+from retrievers.model_loading import PRECISIONS, precision_plan, pretrained_or_scratch, training_preset
+from retrievers.options import above, at_least, between, choice
 from retrievers.sharding import encode_corpus, is_main, threads_per_process
 from retrievers.tokenization import load_saved_tokenizer
 from retrievers.training import TrainConfig, paper_training, train, training_pairs
@@ -41,10 +43,10 @@ from retrievers.training import TrainConfig, paper_training, train, training_pai
 
 @dataclass
 class DeepCTScratch:
-    hidden_size: int = 128
-    layers: int = 2
-    heads: int = 4
-    intermediate_size: int = 512
+    hidden_size: int = at_least(128, 1)
+    layers: int = at_least(2, 1)
+    heads: int = at_least(4, 1)
+    intermediate_size: int = at_least(512, 1)
 
 
 @dataclass
@@ -52,23 +54,23 @@ class DeepCTConfig:
     model_id: str = "bert-base-chinese"
     model_path: str | None = None
     allow_scratch: bool = True
-    weights_source: str = "auto"  # auto (model_path, HF cache, Hub, packaged port) | hf-cache | hub | package
+    weights_source: str = choice(*WEIGHT_SOURCES)  # auto: model_path, HF cache, Hub, packaged port, in that order
     scratch: DeepCTScratch = field(default_factory=DeepCTScratch)
-    max_length: int = 128
-    min_weight: float = 0.01
-    serving: str = "bm25"  # bm25 (original: tf = round(tf_scale * w) into BM25) | impact (weights as impacts)
-    tf_scale: float = 100.0
-    k1: float = 1.2  # BM25 over the pseudo-documents (the paper's BM25 setting)
-    b: float = 0.75
+    max_length: int = at_least(128, 1)
+    min_weight: float = at_least(0.01, 0)
+    serving: str = choice("bm25", "impact")  # bm25: original, tf = round(tf_scale * w) into BM25; impact: weights
+    tf_scale: float = above(100.0, 0)
+    k1: float = at_least(1.2, 0)  # BM25 over the pseudo-documents (the paper's BM25 setting)
+    b: float = between(0.75, 0, 1)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, batch_size=32, lr=1e-3))
     train_pretrained: TrainConfig = field(default_factory=paper_training)
-    precision: str = "auto"  # auto (bf16 autocast on a GPU, fp32 on the CPU) | fp32 | bf16-autocast | bf16
-    block_size: int = 64
-    algorithm: str = "auto"  # auto (bmm, or two-phase for k > 50 / dense lists) | bmm | maxscore | two-phase | taat | exhaustive
-    threads: int = 2
+    precision: str = choice(*PRECISIONS)  # auto: bf16 autocast on a GPU, fp32 on the CPU
+    block_size: int = at_least(64, 1)
+    algorithm: str = choice("auto", *ALGORITHMS)  # auto: bmm, or two-phase for k > 50 / dense lists
+    threads: int = at_least(2, 1)
     device: str = "auto"  # training and encoding: auto (a CUDA GPU when present) | cpu | cuda[:n]
-    encode_batch_size: int = 64
-    latency_queries: int = 1000
+    encode_batch_size: int = at_least(64, 1)
+    latency_queries: int = at_least(1000, 0)
 
     def weights_id(self) -> str:
         """The Hugging Face id of the weights this config loads (its real name, whatever loads in its place)."""

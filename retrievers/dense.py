@@ -39,8 +39,9 @@ from retrievers.base import (
     torch_device,
     write_json_atomic,
 )
-from retrievers.hub import weights_digest
-from retrievers.model_loading import enable_checkpointing, precision_plan, pretrained_or_scratch, training_preset
+from retrievers.hub import WEIGHT_SOURCES, weights_digest
+from retrievers.model_loading import PRECISIONS, enable_checkpointing, precision_plan, pretrained_or_scratch, training_preset
+from retrievers.options import above, at_least, choice
 from retrievers.sharding import encode_corpus, is_main, threads_per_process
 from retrievers.training import TrainConfig, info_nce, paper_training, train, training_pairs
 
@@ -51,41 +52,47 @@ BGE_ZH_INSTRUCTION = "为这个句子生成表示以用于检索相关文章："
 class ScratchPreset:
     """A small model of the same family, trained from random initialisation when the weights are absent."""
 
-    hidden_size: int = 128
-    layers: int = 2
-    heads: int = 2
-    intermediate_size: int = 512
+    hidden_size: int = at_least(128, 1)
+    layers: int = at_least(2, 1)
+    heads: int = at_least(2, 1)
+    intermediate_size: int = at_least(512, 1)
 
 
 @dataclass
 class DenseConfig:
     model_id: str = "bert-base-chinese"
     model_path: str | None = None  # a folder written by save_pretrained (the real weights)
-    pooling: str = "cls"  # cls | mean
+    pooling: str = choice("cls", "mean")
     normalize: bool = False
-    similarity_scale: float = 1.0  # logits = scale * q.d (DPR: 1 with dot product; BGE: 1/0.02 with cosine)
+    similarity_scale: float = above(1.0, 0)  # logits = scale * q.d (DPR: 1 with dot product; BGE: 1/0.02 with cosine)
     query_instruction: str = ""  # prepended to queries (BGE's instruction, e5's "query: ")
     passage_prefix: str = ""  # prepended to passages (e5's "passage: ")
-    max_length: int = 64
+    max_length: int = at_least(64, 1)
     fine_tune: bool = True  # false: index with the weights as loaded (a zero-shot row)
     scratch: ScratchPreset = field(default_factory=ScratchPreset)
     allow_scratch: bool = True
-    weights_source: str = "auto"  # auto (model_path, HF cache, Hub, packaged port) | hf-cache | hub | package
+    weights_source: str = choice(*WEIGHT_SOURCES)  # auto: model_path, HF cache, Hub, packaged port, in that order
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, batch_size=32, lr=5e-4,
                                                                                     min_steps=600))
     train_pretrained: TrainConfig = field(default_factory=paper_training)
-    precision: str = "auto"  # auto (bf16 autocast on a GPU, fp32 on the CPU) | fp32 | bf16-autocast | bf16
+    precision: str = choice(*PRECISIONS)  # auto: bf16 autocast on a GPU, fp32 on the CPU
     gradient_checkpointing: bool = False
-    index_type: str = "flat"  # flat | hnsw | ivfpq
-    hnsw_m: int = 32
-    hnsw_ef_search: int = 128
-    ivf_nlist: int | None = None  # default: about 4*sqrt(N)
-    ivf_nprobe: int = 8
-    pq_m: int = 16
-    encode_batch_size: int = 128
-    threads: int = 2
-    latency_queries: int = 1000
+    index_type: str = choice("flat", "hnsw", "ivfpq")
+    hnsw_m: int = at_least(32, 2)
+    hnsw_ef_search: int = at_least(128, 1)
+    ivf_nlist: int | None = at_least(None, 1, optional=True)  # default: about 4*sqrt(N)
+    ivf_nprobe: int = at_least(8, 1)
+    pq_m: int = at_least(16, 1)
+    encode_batch_size: int = at_least(128, 1)
+    threads: int = at_least(2, 1)
+    latency_queries: int = at_least(1000, 0)
     device: str = "auto"  # training and encoding: auto (a CUDA GPU when present) | cpu | cuda[:n]
+
+    def check(self) -> None:
+        """Settings that contradict each other, refused before anything is built."""
+        if not self.fine_tune and self.allow_scratch:
+            raise ValueError("a zero-shot row (fine_tune: false) indexes pretrained weights as they are: "
+                             "allow_scratch cannot be true (a scratch model would be untrained)")
 
     def weights_id(self) -> str:
         """The Hugging Face id of the weights this config loads (its real name, whatever loads in its place)."""

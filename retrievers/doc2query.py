@@ -21,8 +21,9 @@ from tqdm.auto import tqdm
 
 from retrievers.base import Retriever, Run, Timer, device_provenance, nested_from_dicts, torch_device, write_json_atomic
 from retrievers.bm25 import BM25Config, BM25Retriever
-from retrievers.hub import weights_digest
-from retrievers.model_loading import precision_plan, pretrained_or_scratch, training_preset
+from retrievers.hub import WEIGHT_SOURCES, weights_digest
+from retrievers.model_loading import PRECISIONS, precision_plan, pretrained_or_scratch, training_preset
+from retrievers.options import at_least, choice
 from retrievers.sharding import is_main, threads_per_process
 from retrievers.tokenization import load_saved_tokenizer
 from retrievers.training import TrainConfig, train, training_pairs
@@ -30,10 +31,10 @@ from retrievers.training import TrainConfig, train, training_pairs
 
 @dataclass
 class T5Scratch:
-    d_model: int = 128
-    layers: int = 2
-    heads: int = 4
-    d_ff: int = 512
+    d_model: int = at_least(128, 1)
+    layers: int = at_least(2, 1)
+    heads: int = at_least(4, 1)
+    d_ff: int = at_least(512, 1)
 
 
 @dataclass
@@ -41,21 +42,21 @@ class Doc2QueryConfig:
     model_id: str = "doc2query/msmarco-chinese-mt5-base-v1"
     model_path: str | None = None
     allow_scratch: bool = True
-    weights_source: str = "auto"  # auto (model_path, HF cache, Hub, packaged port) | hf-cache | hub | package
+    weights_source: str = choice(*WEIGHT_SOURCES)  # auto: model_path, HF cache, Hub, packaged port, in that order
     scratch: T5Scratch = field(default_factory=T5Scratch)
     scratch_tokenizer: str = "bert-base-chinese"
-    max_length: int = 64
-    max_query_length: int = 24
-    n_samples: int = 5
-    top_k: int = 10
-    generate_batch_size: int = 64
+    max_length: int = at_least(64, 1)
+    max_query_length: int = at_least(24, 1)
+    n_samples: int = at_least(5, 1)
+    top_k: int = at_least(10, 1)
+    generate_batch_size: int = at_least(64, 1)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, batch_size=32, lr=1e-3,
                                                                     validation_pairs=0))
     train_pretrained: TrainConfig = field(default_factory=lambda: TrainConfig(
         epochs=3, batch_size=64, lr=3e-5, warmup_fraction=0.06, validation_pairs=0))  # keep the last epoch
-    precision: str = "auto"  # auto (bf16 autocast on a GPU, fp32 on the CPU) | fp32 | bf16-autocast | bf16
+    precision: str = choice(*PRECISIONS)  # auto: bf16 autocast on a GPU, fp32 on the CPU
     bm25: BM25Config = field(default_factory=BM25Config)
-    threads: int = 2
+    threads: int = at_least(2, 1)
     device: str = "auto"  # training and generation: auto (a CUDA GPU when present) | cpu | cuda[:n]
 
     def weights_id(self) -> str:

@@ -46,513 +46,26 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from retrievers.index_daat import daat
+from retrievers.index_format import (
+    ARRAYS,
+    FORMAT_VERSION,
+    INDEX_WINDOW,
+    KTH_RANKS,
+    SINCE,
+    block_arrays,
+    derived_arrays,
+    postings_from_rows,
+)
+from retrievers.index_kernels import theta0
+from retrievers.index_taat import exhaustive, taat_windows, two_phase
+
 ALGORITHMS = ("exhaustive", "maxscore", "bmm", "taat", "two-phase")
 AUTO_LARGE_K = 50  # "auto": two-phase above this k (a DAAT threshold rises too slowly when it is the 1000th best)
 AUTO_DENSE_FLOPS = 8.0  # "auto": two-phase at any k when the query lists hold >= this many postings per document
-FORMAT_VERSION = 3  # 2 added block_first; 3 added win_offsets/win_ids/win_max and term_kth (older ones still load)
-INDEX_WINDOW = 4096
-DENSE_FROM = 8  # a DAAT window whose essential postings fill >= 1/8 of its slots is scanned, not bit-walked
-KTH_RANKS = np.array([10, 100, 1000, 10000], np.int64)
-_ARRAYS = ("offsets", "docs", "impacts", "block_offsets", "block_first", "block_last", "block_max", "term_max",
-           "win_offsets", "win_ids", "win_max", "term_kth")
+_ARRAYS = ARRAYS
 _SEARCH_ARRAYS = _ARRAYS  # the order _search_chunk takes them in
-_SINCE = {1: ("block_first", "win_offsets", "win_ids", "win_max", "term_kth"),
-          2: ("win_offsets", "win_ids", "win_max", "term_kth")}
-
-
-# ------------------------------------------------------------------------------------------------------- top-k heap
-@numba.njit(inline="always", cache=True)
-def _worse(hs, hd, i, j):
-    """Entry i ranks below entry j: lower score, or equal score and larger doc index."""
-    return hs[i] < hs[j] or (hs[i] == hs[j] and hd[i] > hd[j])
-
-
-@numba.njit(cache=True)
-def _sift_down(hs, hd, size, i):
-    while True:
-        left, right, worst = 2 * i + 1, 2 * i + 2, i
-        if left < size and _worse(hs, hd, left, worst):
-            worst = left
-        if right < size and _worse(hs, hd, right, worst):
-            worst = right
-        if worst == i:
-            return
-        hs[i], hs[worst] = hs[worst], hs[i]
-        hd[i], hd[worst] = hd[worst], hd[i]
-        i = worst
-
-
-@numba.njit(cache=True)
-def _heap_offer(hs, hd, size, k, score, doc):
-    """Offer (score, doc) to a min-heap of the k best; returns the new size."""
-    if size < k:
-        i = size
-        hs[i], hd[i] = score, doc
-        while i > 0:
-            parent = (i - 1) // 2
-            if _worse(hs, hd, i, parent):
-                hs[i], hs[parent] = hs[parent], hs[i]
-                hd[i], hd[parent] = hd[parent], hd[i]
-                i = parent
-            else:
-                break
-        return size + 1
-    if score > hs[0] or (score == hs[0] and doc < hd[0]):
-        hs[0], hd[0] = score, doc
-        _sift_down(hs, hd, size, 0)
-    return size
-
-
-@numba.njit(cache=True)
-def _write_sorted(hs, hd, size, out_s, out_d):
-    """Heap -> output row, best first (score desc, doc asc): heapsort, O(k log k) (an insertion sort was O(k^2): 0.29
-    ms a query at k=1000). The heap is consumed."""
-    n = size
-    while n > 0:
-        n -= 1
-        out_s[n], out_d[n] = hs[0], hd[0]  # the worst left goes last
-        hs[0], hd[0] = hs[n], hd[n]
-        _sift_down(hs, hd, n, 0)
-
-
-@numba.njit(inline="always", cache=True)
-def _theta0(terms, weights, term_kth, kth_column):
-    """A safe starting threshold from the index alone: term t has at least r postings of impact >= kth[t], so at
-    least r >= k documents score >= w_t * kth[t]; a document scoring below the best such product cannot enter the
-    top k. Returns that product - 1 (documents scoring <= theta are pruned; ties still compete), or -1."""
-    theta = np.int64(-1)
-    if kth_column >= 0:
-        for i in range(terms.shape[0]):
-            lower = weights[i] * np.int64(term_kth[terms[i], kth_column]) - 1
-            if lower > theta:
-                theta = lower
-    return theta
-
-
-@numba.njit(inline="always", cache=True)
-def _prune_level(theta, boost):
-    """The pruning threshold: theta itself (exact) or theta x boost (approximate, ``boost`` > 1)."""
-    if boost <= 1.0 or theta < 0:
-        return theta
-    return np.int64(theta * boost)
-
-
-# -------------------------------------------------------------------------------------------------------- TAAT
-@numba.njit(nogil=True, cache=True)
-def _exhaustive(offsets, docs, impacts, terms, weights, k, acc, touched, out_s, out_d):
-    """The reference: term-at-a-time into one accumulator over the collection (reused across calls), then every
-    touched document into the heap. Scores every document that shares a term with the query."""
-    n_touched = 0
-    for i in range(terms.shape[0]):
-        t, w = terms[i], weights[i]
-        for p in range(offsets[t], offsets[t + 1]):
-            d = docs[p]
-            if acc[d] == 0:
-                touched[n_touched] = d
-                n_touched += 1
-            acc[d] += w * np.int64(impacts[p])
-    hs = np.empty(k, np.int64)
-    hd = np.empty(k, np.int32)
-    size = 0
-    for j in range(n_touched):
-        d = touched[j]
-        size = _heap_offer(hs, hd, size, k, acc[d], d)
-        acc[d] = 0
-    _write_sorted(hs, hd, size, out_s, out_d)
-
-
-@numba.njit(nogil=True, cache=True)
-def _taat_windows(offsets, docs, impacts, terms, weights, k, theta, n_docs, window, acc, out_s, out_d):
-    """Term-at-a-time in windows of ``window`` documents: every list streams its postings of the window into an
-    accumulator that stays in the L1/L2 cache, then the window's documents that beat theta go to the heap. Exact; it
-    reads every posting of the query's lists (no skipping), at streaming speed - what a large k wants."""
-    m = terms.shape[0]
-    pos = np.empty(m, np.int64)
-    end = np.empty(m, np.int64)
-    for i in range(m):
-        pos[i], end[i] = offsets[terms[i]], offsets[terms[i] + 1]
-    hs = np.empty(k, np.int64)
-    hd = np.empty(k, np.int32)
-    size = 0
-    for w0 in range(0, n_docs, window):
-        w1 = min(w0 + window, n_docs)
-        touched = False
-        for i in range(m):
-            p, e, wi = pos[i], end[i], weights[i]
-            while p < e and docs[p] < w1:
-                acc[docs[p] - w0] += wi * np.int64(impacts[p])
-                p += 1
-            if p != pos[i]:
-                touched = True
-                pos[i] = p
-        if not touched:
-            continue
-        for s in range(w1 - w0):
-            v = acc[s]
-            if v != 0:
-                acc[s] = 0
-                if v > theta:  # documents come in increasing order: a tie never beats the heap's worst
-                    size = _heap_offer(hs, hd, size, k, v, np.int32(w0 + s))
-                    if size == k and hs[0] > theta:
-                        theta = hs[0]
-    _write_sorted(hs, hd, size, out_s, out_d)
-
-
-@numba.njit(nogil=True, cache=True)
-def _stream_lists(offsets, docs, impacts, terms, weights, order, lo, hi, acc):
-    """Lists ``order[lo:hi]`` term-at-a-time into the collection-wide ``acc`` (0.8 ns a posting at 1M documents:
-    blocking the accumulator into cache-sized spans measured slower)."""
-    for r in range(lo, hi):
-        i = order[r]
-        t, w = terms[i], weights[i]
-        for p in range(offsets[t], offsets[t + 1]):
-            acc[docs[p]] += w * np.int64(impacts[p])
-
-
-@numba.njit(nogil=True, cache=True)
-def _kth_lower_bound(acc, n_docs, k, top):
-    """A value L such that at least k documents have acc >= L (0 if fewer than k are positive): a 4,096-bucket
-    histogram of acc in [0, top], one pass, its k-th bucket from the top read at the bucket's lower edge."""
-    shift = 0
-    while (top >> shift) >= 4096:
-        shift += 1
-    hist = np.zeros(4097, np.int64)
-    for d in range(n_docs):
-        hist[acc[d] >> shift] += 1  # zeros land in bucket 0, never read: no branch in the loop
-    total = 0
-    for b in range(4096, 0, -1):
-        total += hist[b]
-        if total >= k:
-            return np.int64(b) << shift
-    return np.int64(0)
-
-
-@numba.njit(nogil=True, cache=True)
-def _two_phase(offsets, docs, impacts, block_offsets, block_first, block_last, block_max, term_max, block_size, terms,
-               weights, k, theta, n_docs, share, boost, acc, out_s, out_d):
-    """Two-phase MaxScore for dense, low-threshold workloads (large k, lists covering much of the collection).
-
-    DAAT in document order starts with a low threshold and raises it only as the collection is read; at k=1000 most
-    of the work is done before the threshold is useful. Here the threshold comes first: phase 1 streams the heaviest
-    lists (largest upper bounds) term-at-a-time into a collection-wide accumulator - every document gets a partial
-    score, and since full scores are >= partial ones, the k-th largest partial score (a histogram) is a safe
-    threshold. Lists are added, heaviest first, until the remaining lists' bounds sum to at most ``share`` x that
-    threshold. Phase 2 walks the accumulator in document order; a document whose partial score plus the remaining
-    bounds can beat the threshold has the remaining lists probed (gallop, heaviest first, stopping as soon as it cannot
-    make it) and competes for the heap. Exact (``boost`` > 1: approximate, as in ``_daat``).
-    """
-    m = terms.shape[0]
-    ub = np.empty(m, np.int64)
-    for i in range(m):
-        ub[i] = weights[i] * np.int64(term_max[terms[i]])
-    order = np.argsort(-ub, kind="mergesort")  # heaviest first
-    rest = np.int64(0)
-    for i in range(m):
-        rest += ub[i]
-    taken = 0
-    top = np.int64(0)
-    # 1a: heaviest lists until the rest cannot beat the index-only threshold on its own
-    while taken < m and (theta < 0 or rest > theta):
-        rest -= ub[order[taken]]
-        top += ub[order[taken]]
-        taken += 1
-    _stream_lists(offsets, docs, impacts, terms, weights, order, 0, taken, acc)
-    if taken < m:
-        lower = _kth_lower_bound(acc, n_docs, k, top)
-        if lower - 1 > theta:
-            theta = lower - 1
-        # 1b: more lists until the rest is a small share of the threshold (fewer candidates to probe)
-        first = taken
-        rest_added = np.int64(0)
-        while taken < m and rest > theta * share:
-            rest -= ub[order[taken]]
-            rest_added += ub[order[taken]]
-            taken += 1
-        _stream_lists(offsets, docs, impacts, terms, weights, order, first, taken, acc)
-        if taken > first and taken < m:  # the added lists raised the partial scores: a tighter threshold, fewer probes
-            lower = _kth_lower_bound(acc, n_docs, k, top + rest_added)
-            if lower - 1 > theta:
-                theta = lower - 1
-    # phase 2: candidates in document order, the remaining lists probed heaviest first, block by block: a list is
-    # searched only inside the one block that can hold the document, and only when that block's maximum allows it
-    pos = np.empty(m, np.int64)
-    end = np.empty(m, np.int64)
-    start_of = np.empty(m, np.int64)
-    bpos = np.empty(m, np.int64)
-    bend = np.empty(m, np.int64)
-    bstart = np.empty(m, np.int64)
-    for r in range(taken, m):
-        i = order[r]
-        pos[i], end[i] = offsets[terms[i]], offsets[terms[i] + 1]
-        start_of[i] = pos[i]
-        bpos[i], bend[i] = block_offsets[terms[i]], block_offsets[terms[i] + 1]
-        bstart[i] = bpos[i]
-    hs = np.empty(k, np.int64)
-    hd = np.empty(k, np.int32)
-    size = 0
-    prune = _prune_level(theta, boost)
-    cut = prune - rest if prune - rest > 0 else np.int64(0)  # a candidate needs acc > cut (and so acc > 0)
-    for d in range(n_docs):
-        score = acc[d]
-        acc[d] = 0
-        if score <= cut:  # the one branch of the scan, rarely taken the other way
-            continue
-        if score + rest <= prune:
-            continue
-        left = rest
-        pruned = False
-        for r in range(taken, m):
-            if score + left <= prune:
-                pruned = True
-                break
-            i = order[r]
-            left -= ub[i]
-            b = bpos[i]
-            while b < bend[i] and block_last[b] < d:
-                b += 1
-            bpos[i] = b
-            if b == bend[i] or block_first[b] > d:
-                continue
-            if score + left + weights[i] * np.int64(block_max[b]) <= prune:
-                pruned = True
-                break
-            p = max(pos[i], start_of[i] + (b - bstart[i]) * block_size)
-            e = min(start_of[i] + (b - bstart[i] + 1) * block_size, end[i])
-            if docs[p] < d:
-                p = p + 1 + np.searchsorted(docs[p + 1:e], d)
-            pos[i] = p
-            if p < e and docs[p] == d:
-                score += weights[i] * np.int64(impacts[p])
-        if pruned:
-            continue
-        if score > theta:  # documents come in increasing order: a tie never beats the heap's worst
-            size = _heap_offer(hs, hd, size, k, score, np.int32(d))
-            if size == k and hs[0] > theta:
-                theta = hs[0]
-                prune = _prune_level(theta, boost)
-    _write_sorted(hs, hd, size, out_s, out_d)
-
-
-# --------------------------------------------------------------------------------------------- MaxScore / BMM
-_DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
-_DEBRUIJN_INDEX = np.zeros(64, np.int64)
-for _bit in range(64):
-    _DEBRUIJN_INDEX[((1 << _bit) * 0x03F79D71B4CB0A89 & (2**64 - 1)) >> 58] = _bit
-
-
-@numba.njit(inline="always", cache=True)
-def _gallop(docs, p, e, d):
-    """First position in [p, e) whose doc is >= d, given docs[p] < d: exponential then binary search.
-
-    Candidates arrive in increasing doc order, so the target is usually a few postings ahead; galloping costs
-    O(log distance) where a binary search over the rest of a long list costs O(log length) cache misses.
-    """
-    lo, step, hi = p, 1, p + 1
-    while hi < e and docs[hi] < d:
-        lo = hi
-        step *= 2
-        hi = p + step
-    if hi > e:
-        hi = e
-    return lo + 1 + np.searchsorted(docs[lo + 1:hi], d)
-
-
-@numba.njit(nogil=True, cache=True)
-def _daat(offsets, docs, impacts, block_offsets, block_first, block_last, block_max, term_max, win_offsets, win_ids,
-          win_max, index_window, terms, weights, k, use_blocks, n_docs, block_size, window, theta, boost, share, acc,
-          touched_bits, out_s, out_d):
-    """MaxScore over windows of ``window`` documents, as Lucene's MaxScoreBulkScorer does.
-
-    Per window, lists are split into essential and non-essential by their upper bounds: the lists with the smallest
-    bounds whose bounds sum to at most theta (the k-th best score so far) are non-essential - a document found only in
-    them cannot enter the top k. Essential lists are scored term-at-a-time into a small accumulator; each touched
-    document is checked against theta with the non-essential bounds, and only then are those lists probed (binary
-    search), heaviest first, stopping as soon as the rest cannot lift it above theta. The touched documents are found
-    through a bitmap (one bit per window slot, walked lowest set bit first, in doc order), not by scanning the whole
-    accumulator: a window holds a few hundred candidates among thousands of slots.
-
-    ``use_blocks`` (Block-Max MaxScore): a list's bound in a window is its largest impact in the window, read from the
-    index's per-window maxima (``win_*``: one entry per list and index window it occurs in, built once) rather than
-    recomputed from block maxima in every window, so the split is redone per window, much tighter; a window whose
-    bounds sum to at most theta is skipped whole. A candidate's non-essential lists are probed only when the one
-    block that can hold it allows it in.
-
-    ``theta``: the starting threshold (``_theta0``; -1 none). ``boost`` > 1 prunes against theta x boost: faster,
-    approximate (documents scoring within that factor of the k-th may be missed); 1 is exact.
-    """
-    m = terms.shape[0]
-    ub = np.empty(m, np.int64)
-    for i in range(m):
-        ub[i] = weights[i] * np.int64(term_max[terms[i]])
-    pos = np.empty(m, np.int64)
-    end = np.empty(m, np.int64)
-    start_of = np.empty(m, np.int64)
-    bpos = np.empty(m, np.int64)
-    bend = np.empty(m, np.int64)
-    bstart = np.empty(m, np.int64)
-    wpos = np.empty(m, np.int64)
-    wend = np.empty(m, np.int64)
-    for i in range(m):
-        pos[i], end[i] = offsets[terms[i]], offsets[terms[i] + 1]
-        start_of[i] = pos[i]
-        bpos[i], bend[i] = block_offsets[terms[i]], block_offsets[terms[i] + 1]
-        bstart[i] = bpos[i]
-        wpos[i], wend[i] = win_offsets[terms[i]], win_offsets[terms[i] + 1]
-    order = np.argsort(ub, kind="mergesort")  # ascending bound: non-essential candidates first
-    prefix = np.cumsum(ub[order])
-    bound = ub.copy()
-    length = np.empty(m, np.float64)
-    for i in range(m):
-        length[i] = end[i] - pos[i]
-    cand = np.empty(window, np.int32)
-    cand_score = np.empty(window, np.int64)
-    cpos = bpos.copy()  # per-candidate block cursor (Block-Max MaxScore), monotone like the documents
-    hs = np.empty(k, np.int64)
-    hd = np.empty(k, np.int32)
-    size = 0
-    # theta: a document scoring <= theta cannot enter the top k (-1: no bound yet); prune: the level pruned against
-    prune = _prune_level(theta, boost)
-    for w0 in range(0, n_docs, window):
-        w1 = min(w0 + window, n_docs)
-        if use_blocks and prune >= 0:
-            first_win, last_win = w0 // index_window, (w1 - 1) // index_window
-            total = np.int64(0)
-            for i in range(m):
-                j = wpos[i]
-                while j < wend[i] and win_ids[j] < first_win:
-                    j += 1
-                wpos[i] = j
-                best = 0
-                while j < wend[i] and win_ids[j] <= last_win:
-                    if win_max[j] > best:
-                        best = win_max[j]
-                    j += 1
-                bound[i] = weights[i] * np.int64(best)
-                total += bound[i]
-            if total <= prune:
-                continue  # no document of this window can enter the top k
-            for i in range(m):  # insertion sort by bound (m is small); ties keep term order
-                order[i] = i
-            for a in range(1, m):
-                x, c = order[a], a
-                while c > 0 and bound[order[c - 1]] > bound[x]:
-                    order[c] = order[c - 1]
-                    c -= 1
-                order[c] = x
-            running = np.int64(0)
-            for a in range(m):
-                running += bound[order[a]]
-                prefix[a] = running
-        first = 0
-        if prune >= 0:
-            while first < m and prefix[first] <= prune * share:
-                first += 1
-        if first == m:
-            if not use_blocks:
-                break  # with global bounds, no later window can do better either
-            continue
-        # essential lists -> accumulator; dense windows (expected postings >= 1/DENSE_FROM of the slots) are then
-        # scanned slot by slot, sparse ones walked through a bitmap of the touched slots
-        expected = 0.0
-        for r in range(first, m):
-            expected += length[order[r]]
-        dense = expected * (w1 - w0) * DENSE_FROM >= (w1 - w0) * np.float64(n_docs)
-        touched = False
-        for r in range(first, m):
-            i = order[r]
-            p, e, wi = pos[i], end[i], weights[i]
-            if p < e and docs[p] < w0:
-                p = _gallop(docs, p, e, w0)
-            if dense:
-                q0 = p
-                while p < e and docs[p] < w1:
-                    acc[docs[p] - w0] += wi * np.int64(impacts[p])
-                    p += 1
-                touched = touched or p != q0
-            else:
-                while p < e and docs[p] < w1:
-                    slot = docs[p] - w0
-                    acc[slot] += wi * np.int64(impacts[p])
-                    touched_bits[slot >> 6] |= np.uint64(1) << np.uint64(slot & 63)
-                    p += 1
-                    touched = True
-            pos[i] = p
-        if not touched:
-            continue
-        rest0 = prefix[first - 1] if first > 0 else np.int64(0)
-        cut = prune - rest0 if prune - rest0 > 0 else np.int64(0)  # a candidate needs acc > cut (and so acc > 0)
-        n_cand = 0
-        if dense:
-            for j in range(w1 - w0):
-                v = acc[j]
-                acc[j] = 0
-                if v > cut:
-                    cand[n_cand] = j
-                    cand_score[n_cand] = v
-                    n_cand += 1
-        else:
-            for word in range((w1 - w0 + 63) >> 6):
-                bits = touched_bits[word]
-                touched_bits[word] = 0
-                while bits != 0:
-                    low = bits & (~bits + np.uint64(1))
-                    bits ^= low
-                    j = (word << 6) + _DEBRUIJN_INDEX[(low * _DEBRUIJN) >> np.uint64(58)]
-                    v = acc[j]
-                    acc[j] = 0
-                    if v > cut:
-                        cand[n_cand] = j
-                        cand_score[n_cand] = v
-                        n_cand += 1
-        for c in range(n_cand):
-            score = cand_score[c]
-            d = w0 + cand[c]
-            if first > 0:
-                if prune >= 0 and score + prefix[first - 1] <= prune:
-                    continue
-                rest = prefix[first - 1]
-                pruned = False
-                for r in range(first - 1, -1, -1):
-                    if prune >= 0 and score + rest <= prune:
-                        pruned = True
-                        break
-                    i = order[r]
-                    rest -= bound[i]
-                    if use_blocks:
-                        # Block-Max: the bound of the one block of list i that could hold d (0 when d falls between
-                        # two blocks: list i cannot hold d and is not probed); the block cursor only moves forward
-                        b = cpos[i]
-                        while b < bend[i] and block_last[b] < d:
-                            b += 1
-                        cpos[i] = b
-                        if b == bend[i] or block_first[b] > d:
-                            continue
-                        if prune >= 0 and score + rest + weights[i] * np.int64(block_max[b]) <= prune:
-                            pruned = True
-                            break
-                        # d can only be in block b: search its postings, not the list from the cursor on
-                        p = max(pos[i], start_of[i] + (b - bstart[i]) * block_size)
-                        e = min(start_of[i] + (b - bstart[i] + 1) * block_size, end[i])
-                        if docs[p] < d:
-                            p = p + 1 + np.searchsorted(docs[p + 1:e], d)
-                        pos[i] = p
-                        if p < e and docs[p] == d:
-                            score += weights[i] * np.int64(impacts[p])
-                        continue
-                    p, e = pos[i], end[i]
-                    if p < e and docs[p] < d:
-                        p = _gallop(docs, p, e, d)
-                        pos[i] = p
-                    if p < e and docs[p] == d:
-                        score += weights[i] * np.int64(impacts[p])
-                if pruned:
-                    continue
-            if score > theta:  # documents come in increasing order: a tie never beats the heap's worst
-                size = _heap_offer(hs, hd, size, k, score, np.int32(d))
-                if size == k and hs[0] > theta:
-                    theta = hs[0]
-                    prune = _prune_level(theta, boost)
-    _write_sorted(hs, hd, size, out_s, out_d)
+_SINCE = SINCE
 
 
 @numba.njit(nogil=True, cache=True)
@@ -567,123 +80,20 @@ def _search_chunk(offsets, docs, impacts, block_offsets, block_first, block_last
         if terms.shape[0] == 0:
             continue
         if algorithm == 0:
-            _exhaustive(offsets, docs, impacts, terms, weights, k, acc, touched, out_s[q], out_d[q])
+            exhaustive(offsets, docs, impacts, terms, weights, k, acc, touched, out_s[q], out_d[q])
             continue
-        theta = _theta0(terms, weights, term_kth, kth_column)
+        theta = theta0(terms, weights, term_kth, kth_column)
         if algorithm == 4:
-            _two_phase(offsets, docs, impacts, block_offsets, block_first, block_last, block_max, term_max,
+            two_phase(offsets, docs, impacts, block_offsets, block_first, block_last, block_max, term_max,
                        np.int64(block_size), terms, weights, k, theta, n_docs, share, boost, acc, out_s[q], out_d[q])
         elif algorithm == 3:
-            _taat_windows(offsets, docs, impacts, terms, weights, k, theta, n_docs, window, acc, out_s[q], out_d[q])
+            taat_windows(offsets, docs, impacts, terms, weights, k, theta, n_docs, window, acc, out_s[q], out_d[q])
         else:
-            _daat(offsets, docs, impacts, block_offsets, block_first, block_last, block_max, term_max, win_offsets,
+            daat(offsets, docs, impacts, block_offsets, block_first, block_last, block_max, term_max, win_offsets,
                   win_ids, win_max, index_window, terms, weights, k, algorithm == 2, n_docs, np.int64(block_size),
                   window, theta, boost, share, acc, touched_bits, out_s[q], out_d[q])
 
 
-# ------------------------------------------------------------------------------------------------------- build
-@numba.njit(cache=True)
-def _postings_from_rows(indptr, indices, quant, vocab):
-    """CSR rows of quantized impacts -> postings sorted by (term, doc); impacts that rounded to 0 are dropped.
-
-    A counting sort in place of scipy's tocsc(): no float64 copy of the input, no intermediate matrices - the build
-    holds the caller's matrix, one byte per entry, and the postings it writes.
-    """
-    counts = np.zeros(vocab + 1, np.int64)
-    for p in range(quant.shape[0]):
-        if quant[p] > 0:
-            counts[indices[p] + 1] += 1
-    offsets = np.cumsum(counts)
-    cursor = offsets[:-1].copy()
-    docs = np.empty(offsets[-1], np.int32)
-    impacts = np.empty(offsets[-1], np.uint8)
-    for d in range(indptr.shape[0] - 1):
-        for p in range(indptr[d], indptr[d + 1]):
-            if quant[p] > 0:
-                t = indices[p]
-                docs[cursor[t]] = d
-                impacts[cursor[t]] = quant[p]
-                cursor[t] += 1
-    return offsets, docs, impacts
-
-
-@numba.njit(cache=True)
-def _window_maxima(offsets, docs, impacts, window):
-    """Per list, one entry per index window the list occurs in: (window id, largest impact there)."""
-    vocab = offsets.shape[0] - 1
-    counts = np.zeros(vocab + 1, np.int64)
-    for t in range(vocab):
-        last = -1
-        for p in range(offsets[t], offsets[t + 1]):
-            w = docs[p] // window
-            if w != last:
-                counts[t + 1] += 1
-                last = w
-    win_offsets = np.cumsum(counts)
-    ids = np.empty(win_offsets[-1], np.int32)
-    maxima = np.zeros(win_offsets[-1], np.uint8)
-    for t in range(vocab):
-        j, last = win_offsets[t] - 1, -1
-        for p in range(offsets[t], offsets[t + 1]):
-            w = docs[p] // window
-            if w != last:
-                j += 1
-                ids[j] = w
-                last = w
-            if impacts[p] > maxima[j]:
-                maxima[j] = impacts[p]
-    return win_offsets, ids, maxima
-
-
-@numba.njit(cache=True)
-def _term_kth(offsets, impacts, ranks):
-    """Per list, its r-th largest impact for every r of ``ranks`` (0 when the list is shorter): a 256-bin histogram."""
-    vocab = offsets.shape[0] - 1
-    out = np.zeros((vocab, ranks.shape[0]), np.uint8)
-    hist = np.zeros(256, np.int64)
-    for t in range(vocab):
-        if offsets[t + 1] - offsets[t] < ranks[0]:
-            continue
-        hist[:] = 0
-        for p in range(offsets[t], offsets[t + 1]):
-            hist[impacts[p]] += 1
-        for j in range(ranks.shape[0]):
-            total = 0
-            for v in range(255, 0, -1):
-                total += hist[v]
-                if total >= ranks[j]:
-                    out[t, j] = v
-                    break
-    return out
-
-
-def _block_arrays(offsets: np.ndarray, docs: np.ndarray, impacts: np.ndarray, block_size: int) -> dict[str, np.ndarray]:
-    vocab = offsets.size - 1
-    lengths = np.diff(offsets)
-    n_blocks = (lengths + block_size - 1) // block_size
-    block_offsets = np.zeros(vocab + 1, np.int64)
-    np.cumsum(n_blocks, out=block_offsets[1:])
-    term_of_block = np.repeat(np.arange(vocab), n_blocks)
-    within = np.arange(block_offsets[-1]) - block_offsets[term_of_block]
-    starts = offsets[term_of_block] + within * block_size
-    ends = np.minimum(starts + block_size, offsets[term_of_block + 1])
-    block_max = np.maximum.reduceat(impacts, starts) if starts.size else np.zeros(0, np.uint8)
-    term_max = np.zeros(vocab, np.uint8)
-    nonempty = lengths > 0
-    if nonempty.any():
-        term_max[nonempty] = np.maximum.reduceat(impacts, offsets[:-1][nonempty])
-    return {"block_offsets": block_offsets,
-            "block_first": docs[starts].astype(np.int32) if starts.size else np.zeros(0, np.int32),
-            "block_last": docs[ends - 1].astype(np.int32) if starts.size else np.zeros(0, np.int32),
-            "block_max": block_max.astype(np.uint8), "term_max": term_max}
-
-
-def _derived_arrays(arrays: dict[str, np.ndarray], window: int) -> dict[str, np.ndarray]:
-    """The window maxima and k-th impacts, from the postings (format 3; derived on load for older indexes)."""
-    offsets, docs, impacts = (np.asarray(arrays[n]) for n in ("offsets", "docs", "impacts"))
-    win_offsets, win_ids, win_max = _window_maxima(offsets, docs, impacts, window)
-    return {"win_offsets": win_offsets, "win_ids": win_ids, "win_max": win_max,
-            "term_kth": _term_kth(offsets, impacts, KTH_RANKS)}
 
 
 # ------------------------------------------------------------------------------------------------------ queries
@@ -801,12 +211,12 @@ class InvertedIndex:
         for start in range(0, data.size, chunk):
             part = np.rint(data[start:start + chunk].astype(np.float64) / scale)
             quant[start:start + chunk] = np.clip(part, 0, 255)
-        offsets, docs, impacts = _postings_from_rows(csr.indptr.astype(np.int64), csr.indices.astype(np.int32),
+        offsets, docs, impacts = postings_from_rows(csr.indptr.astype(np.int64), csr.indices.astype(np.int32),
                                                      quant, vocab)
         del quant
         arrays = {"offsets": offsets, "docs": docs, "impacts": impacts,
-                  **_block_arrays(offsets, docs, impacts, block_size)}
-        arrays.update(_derived_arrays(arrays, window))
+                  **block_arrays(offsets, docs, impacts, block_size)}
+        arrays.update(derived_arrays(arrays, window))
         return cls(arrays, n_docs, vocab, scale, block_size, doc_ids, window)
 
     def document_matrix(self, dtype=np.int64) -> sp.csr_matrix:
@@ -841,7 +251,7 @@ class InvertedIndex:
             arrays["block_first"] = _derive_block_first(arrays, meta["block_size"])
         window = meta.get("window", INDEX_WINDOW)
         if version < 3:  # window maxima and k-th impacts are derived from the postings (seconds at 1M documents)
-            arrays.update(_derived_arrays(arrays, window))
+            arrays.update(derived_arrays(arrays, window))
         doc_ids = json.loads((path / "doc_ids.json").read_text())
         return cls(arrays, meta["n_docs"], meta["vocab_size"], meta["scale"], meta["block_size"], doc_ids, window)
 

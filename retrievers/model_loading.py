@@ -58,7 +58,11 @@ def pretrained_or_scratch(model_id: str, model_path: str | None, allow_scratch: 
     except WeightsUnavailable as err:
         if model_path is not None:
             raise ScratchRefused(f"{err}. --set model_path=DIR must name a folder written by save_pretrained") from err
-        refusal = scratch_refusal() or (None if allow_scratch else "allow_scratch is false")
+        if not allow_scratch:  # the row itself exists for its pretrained weights: no flag can change that
+            raise ScratchRefused(f"{err}. This row is registered with allow_scratch: false (it exists for its "
+                                 "pretrained weights): put them in the Hugging Face cache (HF_HOME) or pass "
+                                 "--set model_path=DIR") from err
+        refusal = scratch_refusal()
         if refusal is not None:
             raise ScratchRefused(
                 f"{err}. A scratch model is refused here ({refusal}). Put the weights in the Hugging Face cache "

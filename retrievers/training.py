@@ -61,6 +61,8 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
+from retrievers.options import above, at_least, between, check_config
+
 log = logging.getLogger("benchmark.training")
 
 #: Bound on validation's working memory beyond the model (query vectors kept + one micro-batch of passages).
@@ -69,21 +71,21 @@ VALIDATION_MEMORY_BYTES = int(float(os.environ.get("PROSPER_BENCH_VALIDATION_MEM
 
 @dataclass
 class TrainConfig:
-    epochs: int = 5  # epochs to run; with patience > 0 the cap, training may stop earlier
-    batch_size: int = 32  # per process; the global batch is batch_size x processes
-    lr: float = 3e-5
-    weight_decay: float = 0.1
-    warmup_fraction: float = 0.06  # of all steps the cap allows (the paper: ~0.3 epoch of 5)
+    epochs: int = at_least(5, 1)  # epochs to run; with patience > 0 the cap, training may stop earlier
+    batch_size: int = at_least(32, 1)  # per process; the global batch is batch_size x processes
+    lr: float = above(3e-5, 0)
+    weight_decay: float = at_least(0.1, 0)
+    warmup_fraction: float = between(0.06, 0, 1)  # of all steps the cap allows (the paper: ~0.3 epoch of 5)
     seed: int = 13
-    validation_pairs: int = 100  # held out from the training pairs to pick the best epoch; 0 = keep the last
-    validation_candidates: int = 2000  # each held-out query ranks its positive among this many passages
-    patience: int = 0  # > 0: stop when validation has not improved for this many epochs (early stopping)
-    max_grad_norm: float = 1.0
-    min_steps: int = 0  # train at least this many optimizer steps (more epochs on a small training set); 0 = off
+    validation_pairs: int = at_least(100, 0)  # held out from the training pairs to pick the best epoch; 0 = keep the last
+    validation_candidates: int = at_least(2000, 1)  # each held-out query ranks its positive among this many passages
+    patience: int = at_least(0, 0)  # > 0: stop when validation has not improved for this many epochs (early stopping)
+    max_grad_norm: float = above(1.0, 0)
+    min_steps: int = at_least(0, 0)  # train at least this many optimizer steps (more epochs on a small training set); 0 = off
     hard_negatives: bool = False  # add one BM25 hard negative per query to the batch (SPLADE-v2 style)
-    hard_negative_depth: int = 30  # sampled from the BM25 top-n, positives excluded
-    grad_cache_chunk: int = 0  # > 0: encode each batch in groups of at most this many queries (GradCache); 0: in one pass
-    max_pairs: int = 0  # > 0: train on the first this many (shuffled) pairs only - smoke tests, quick looks
+    hard_negative_depth: int = at_least(30, 1)  # sampled from the BM25 top-n, positives excluded
+    grad_cache_chunk: int = at_least(0, 0)  # > 0: GradCache, groups of at most this many queries; 0: one pass
+    max_pairs: int = at_least(0, 0)  # > 0: train on the first this many (shuffled) pairs only - smoke tests, quick looks
 
 
 def paper_training() -> TrainConfig:
@@ -376,23 +378,6 @@ class MasterWeights:
 
 
 # --------------------------------------------------------------------------------------------------------- train
-def check_train_config(config: TrainConfig) -> None:
-    """Values no training can run with, refused before any work (one line naming the key)."""
-    positive = ("epochs", "batch_size", "validation_candidates", "hard_negative_depth")
-    for name in positive:
-        if getattr(config, name) < 1:
-            raise ValueError(f"train.{name} must be at least 1, got {getattr(config, name)}")
-    for name in ("validation_pairs", "patience", "min_steps", "grad_cache_chunk", "max_pairs"):
-        if getattr(config, name) < 0:
-            raise ValueError(f"train.{name} must be 0 or more, got {getattr(config, name)}")
-    if not config.lr > 0:
-        raise ValueError(f"train.lr must be positive, got {config.lr}")
-    if not 0 <= config.warmup_fraction <= 1:
-        raise ValueError(f"train.warmup_fraction must be between 0 and 1, got {config.warmup_fraction}")
-    if config.weight_decay < 0 or config.max_grad_norm <= 0:
-        raise ValueError("train.weight_decay must be >= 0 and train.max_grad_norm > 0")
-
-
 def train(model: Trainable, pairs: list[tuple[str, str]], config: TrainConfig, work_dir: Path,
           on_epoch: Callable[[int, dict[str, float]], None] | None = None,
           corpus_passages: list[str] | None = None) -> dict[str, Any]:
@@ -405,7 +390,7 @@ def train(model: Trainable, pairs: list[tuple[str, str]], config: TrainConfig, w
     """
     from retrievers.sharding import barrier, world
 
-    check_train_config(config)
+    check_config(config, "train.")
     rank, size = world()
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
