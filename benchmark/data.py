@@ -81,7 +81,8 @@ def load_manifest(name: str) -> Manifest:
     known = ", ".join(p.stem for p in sorted(MANIFEST_DIR.glob("*.yaml")))
     if not DATASET_NAME.match(name or ""):
         raise DataError(f"--dataset takes a dataset name (lower-case letters, digits, '-', '_'), not {name!r}; "
-                        f"known datasets: {known}. To use your own corpus file, pass --corpus FILE.")
+                        f"known datasets: {known}. To use your own corpus file, pass --corpus FILE; a BEIR folder: "
+                        f"--dataset beir:PATH.")
     path = MANIFEST_DIR / f"{name}.yaml"
     if not path.exists():
         raise DataError(f"unknown dataset {name!r}; known datasets: {known}")
@@ -309,7 +310,14 @@ def load_dataset(
     verify: bool = True,
     download: bool = True,
 ) -> Dataset:
-    """Load a dataset by manifest name. ``corpus_path`` overrides the manifest's corpus file (e.g. for the pool)."""
+    """Load a dataset by manifest name, or a BEIR folder (``beir:PATH``, see ``benchmark.beir``). ``corpus_path``
+    overrides the manifest's corpus file (e.g. for the pool)."""
+    if name.startswith("beir:"):
+        from benchmark.beir import load_beir
+
+        if corpus_path is not None:
+            raise DataError("--corpus does not apply to a BEIR folder: its corpus is the folder's corpus.jsonl")
+        return load_beir(name, with_train=with_train)
     manifest = load_manifest(name)
     download = download and not offline()
     if manifest.format == "generated":

@@ -5,7 +5,9 @@ A sweep varies one knob at a time around a retriever's registered config (the gr
 
 - ``flops_scale``: multiplies both FLOPS weights (``lambda_q``, ``lambda_d``) - retrains;
 - ``lfw``: (query, document) Lexical Focusing Window sizes - retrains;
-- ``query_top_m``: online query pruning to the m heaviest terms - reuses the trained model and index (search-only).
+- ``query_top_m``: online query pruning to the m heaviest terms - reuses the trained model and index (search-only);
+- ``serving``: ``approximate`` serving (statically pruned lists; the result records recall of the exact top-k) -
+  reuses the trained model and index (search-only).
 
 Every point is an ordinary result file under ``results/tradeoff/<dataset>/<retriever>/`` with a ``sweep`` record
 (knob, value), so ``plot`` can draw MRR@10 against FLOPS and against measured latency.
@@ -54,4 +56,6 @@ def sweep_points(spec: RetrieverSpec, grid: dict[str, Any], overrides: dict[str,
                                  {"lfw_query": q, "lfw_doc": d}))
     for m in grid.get("query_top_m", []):
         points.append(SweepPoint(spec.name, "query_top_m", m, {"query_top_m": m}))
+    for mode in grid.get("serving", []) if hasattr(base, "serving") else []:
+        points.append(SweepPoint(spec.name, "serving", mode, {"serving": mode}))
     return points

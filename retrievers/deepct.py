@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 import torch
-from tqdm.auto import tqdm
 
 from retrievers.base import Run, Timer, device_provenance, nested_from_dicts, torch_device, write_json_atomic
+from retrievers.batching import encode_in_length_order
 from retrievers.bm25 import BM25Config, BM25Retriever
 from retrievers.hub import WEIGHT_SOURCES, weights_digest
 from retrievers.impact_serving import ImpactRetriever
@@ -223,14 +223,17 @@ class DeepCTRetriever(ImpactRetriever):
     @torch.no_grad()
     def encode(self, texts: list[str], side: str) -> sp.csr_matrix:
         self.model.eval()
-        rows, step = [], self.config.encode_batch_size
         fn = self.model.doc_vectors if side == "doc" else self.model.query_vectors
-        for start in tqdm(range(0, len(texts), step), desc=f"DeepCT {side}s", leave=False, disable=None):
-            block = fn(texts[start:start + step]).float().cpu().numpy()
+
+        def encode_block(batch: list[str]) -> sp.csr_matrix:
+            with torch.no_grad():
+                block = fn(batch).float().cpu().numpy()
             if side == "doc":
                 block[block < self.config.min_weight] = 0.0
-            rows.append(sp.csr_matrix(block.astype(np.float32)))
-        return sp.vstack(rows, format="csr") if rows else sp.csr_matrix((0, self.model.vocab_size), dtype=np.float32)
+            return sp.csr_matrix(block.astype(np.float32))
+
+        rows = encode_in_length_order(list(texts), self.config.encode_batch_size, encode_block, desc=f"DeepCT {side}s")
+        return rows if rows is not None else sp.csr_matrix((0, self.model.vocab_size), dtype=np.float32)
 
     # -- serving through BM25 (the original DeepCT) ------------------------------------------------------------------
     def term_frequencies(self, weights: sp.csr_matrix) -> list[dict[str, int]]:

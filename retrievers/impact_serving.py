@@ -22,14 +22,34 @@ from retrievers.sharding import encode_corpus
 
 
 class ImpactRetriever(Retriever):
-    """Config fields used: ``block_size``, ``algorithm``, ``threads``, ``latency_queries``, optional ``query_top_m``."""
+    """Config fields used: ``block_size``, ``algorithm``, ``threads``, ``latency_queries``, optional ``query_top_m``
+    and ``serving`` (``exact``, or ``approximate``: statically pruned lists chosen from the collection's impact
+    histogram, ``retrievers.approximate_index.choose_pruning``; the result records its recall of the exact top-k on the
+    same queries)."""
 
-    search_fields = ("query_top_m", "algorithm", "threads", "latency_queries")
+    search_fields = ("query_top_m", "algorithm", "threads", "latency_queries", "serving")
     shards_encoding = True
 
     def __init__(self, config=None):
         super().__init__(config)
         self.index_: InvertedIndex | None = None
+        self._approximate = None
+
+    @property
+    def approximate(self) -> bool:
+        return getattr(self.config, "serving", "exact") == "approximate"
+
+    def approximate_index(self):
+        """The approximate index, pruned from the exact one as the collection's impact histogram suggests (built once
+        per process: at 1M documents in seconds, so it is derived rather than cached)."""
+        from retrievers.approximate_index import ApproximateIndex, choose_pruning
+
+        if self._approximate is None:
+            pruning = choose_pruning(np.asarray(self.index_.impacts), self.index_.n_docs)
+            index = ApproximateIndex.from_index(self.index_, pruning.postings_per_list, pruning.impact_floor,
+                                                pruning.forward)
+            self._approximate = (index, pruning)
+        return self._approximate
 
     @abc.abstractmethod
     def encode(self, texts: list[str], side: str) -> sp.csr_matrix:
@@ -73,11 +93,22 @@ class ImpactRetriever(Retriever):
             reps = self.encode([queries[q] for q in qids], "query")
         top_m, algorithm = self.query_top_m, self.config.algorithm
         result = self.index_.search(reps, k=k, algorithm=algorithm, top_m=top_m, threads=self.config.threads)
+        searcher = lambda rows, depth: self.index_.search(rows, k=depth, algorithm=algorithm, top_m=top_m)  # noqa: E731
+        if self.approximate:
+            approx, pruning = self.approximate_index()
+            exact = result
+            result = approx.search(reps, k=k, candidates=max(pruning.candidates, k), top_m=top_m,
+                                   threads=self.config.threads)
+            searcher = lambda rows, depth: approx.search(rows, k=depth, candidates=pruning.candidates,  # noqa: E731
+                                                         top_m=top_m)
+            self.stats.extra["approximate"] = {**pruning.as_dict(), "size_bytes": approx.size_bytes(),
+                                               "exact_size_bytes": self.index_.size_bytes(),
+                                               **recall_of_exact(result, exact, (10, k))}
         run = {qid: result.hits(n, self.index_.doc_ids) for n, qid in enumerate(qids)}
         latencies = []
         for n in range(min(len(qids), self.config.latency_queries)):
             start = time.perf_counter()
-            self.index_.search(reps[n], k=min(k, 10), algorithm=algorithm, top_m=top_m)
+            searcher(reps[n], min(k, 10))
             latencies.append(time.perf_counter() - start)
         for key, value in latency_summary(latencies).items():
             setattr(self.stats, key, value)
@@ -101,3 +132,16 @@ def keep_top(matrix: sp.csr_matrix, m: int) -> sp.csr_matrix:
             row = sp.csr_matrix((row.data[order], (np.zeros(m, int), row.indices[order])), shape=row.shape)
         rows.append(row)
     return sp.vstack(rows, format="csr")
+
+
+def recall_of_exact(found, exact, cutoffs: tuple[int, ...]) -> dict[str, float]:
+    """Mean share of the exact top-c documents an approximate search found in its own top-c, per cutoff c."""
+    out = {}
+    for c in sorted(set(cutoffs)):
+        shares = []
+        for row_found, row_exact in zip(found.doc_index[:, :c], exact.doc_index[:, :c], strict=True):
+            truth = set(row_exact[row_exact >= 0].tolist())
+            if truth:
+                shares.append(len(truth & set(row_found[row_found >= 0].tolist())) / len(truth))
+        out[f"recall@{c}"] = float(np.mean(shares)) if shares else 1.0
+    return out

@@ -33,10 +33,10 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 import torch
-from tqdm.auto import tqdm
 
 from retrievers import sparse_ops as ops
 from retrievers.base import device_provenance, nested_from_dicts, torch_device
+from retrievers.batching import encode_in_length_order
 from retrievers.hub import WEIGHT_SOURCES, weights_digest
 from retrievers.impact_serving import ImpactRetriever
 from retrievers.inverted_index import ALGORITHMS
@@ -105,6 +105,7 @@ class SparseConfig:
     query_top_m: int | None = at_least(None, 1, optional=True)
     block_size: int = at_least(64, 1)
     algorithm: str = choice("auto", *ALGORITHMS)  # auto: bmm, or two-phase for k > 50 / dense lists
+    serving: str = choice("exact", "approximate")  # approximate: pruned lists chosen from the impact histogram
     encode_batch_size: int = at_least(64, 1)
     threads: int = at_least(2, 1)
     latency_queries: int = at_least(1000, 0)
@@ -444,15 +445,17 @@ class SparseEncoder(torch.nn.Module):
     @torch.no_grad()
     def encode_sparse(self, texts: Sequence[str], side: str, batch_size: int) -> sp.csr_matrix:
         self.eval()
-        rows = []
-        for start in tqdm(range(0, len(texts), batch_size), desc=f"encoding {side}s", leave=False, disable=None):
-            weights, _ = self.represent(texts[start:start + batch_size], side)
+
+        def block(batch: list[str]) -> sp.csr_matrix:
+            weights, _ = self.represent(batch, side)
             if side == "doc":
                 # a document-side normalisation changes the ranking, so the index stores normalised documents; a
                 # query-side one only rescales each query's scores and is left out of serving
                 _, weights = ops.normalise(weights[:0], weights, self.config.normalisation)
-            rows.append(sp.csr_matrix(weights.float().cpu().numpy()))
-        return sp.vstack(rows, format="csr") if rows else sp.csr_matrix((0, self.vocab_size), dtype=np.float32)
+            return sp.csr_matrix(weights.float().cpu().numpy())
+
+        rows = encode_in_length_order(list(texts), batch_size, block, desc=f"encoding {side}s")
+        return rows if rows is not None else sp.csr_matrix((0, self.vocab_size), dtype=np.float32)
 
     def top_terms(self, text: str, side: str, n: int = 20) -> list[tuple[str, float, bool]]:
         """(token, weight, is_literal) of the heaviest terms: the paper's Tables 7-8 view."""
