@@ -173,6 +173,27 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def output_problem(folder: Path) -> str | None:
+    """Why results cannot be written under ``folder`` - checked before any work, so a long run never ends in a
+    traceback with its metrics lost: a file where the folder should be, or a folder that refuses a new file."""
+    import tempfile
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        return f"--output {folder} is a file, not a folder"
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"--output {folder}: {existing} is a file, not a folder"
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".prosper-bench-probe-"):
+            pass
+    except OSError as err:
+        return f"--output {folder} is not writable ({err.strerror or err}): choose another folder"
+    return None
+
+
 def _load(args: argparse.Namespace, with_train: bool):
     return load_dataset(args.dataset, data_dir=args.data_dir, corpus_path=args.corpus, with_train=with_train,
                         verify=not args.no_verify, download=not args.no_download)
@@ -180,6 +201,7 @@ def _load(args: argparse.Namespace, with_train: bool):
 
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.registry import load_registry, parse_overrides
+    from benchmark.results import ResultWriteError
     from benchmark.runner import run_one
     from retrievers.base import Timer
     from retrievers.model_loading import ScratchRefused
@@ -212,6 +234,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: --name {clash[0]} is a registered retriever's row; a variant (other settings, another k) "
               f"needs a name of its own", file=sys.stderr)
         return 2
+    problem = output_problem(Path(args.output))
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     with Timer() as loading:
         dataset = _load(args, with_train=True)
     for note in dataset.notes if is_main() else ():
@@ -228,6 +254,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             failures += 1
             continue
         except ScratchRefused as err:
+            print(f"error: {name}: {err}", file=sys.stderr)
+            failures += 1
+            continue
+        except ResultWriteError as err:  # the work is done; say what it measured rather than lose it
             print(f"error: {name}: {err}", file=sys.stderr)
             failures += 1
             continue
@@ -372,6 +402,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from benchmark.results import result_datasets
 
     results = Path(args.results)
+    problem = _unknown_datasets(results, args.dataset)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     datasets = args.dataset or result_datasets(results)
     written = [p for d in datasets if (p := plot_tradeoff(results, d, Path(args.out) if args.out else results / "plots"))]
     for path in written:
@@ -382,10 +416,25 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unknown_datasets(results: Path, asked: list[str] | None) -> str | None:
+    """An error line when ``asked`` names a dataset with no results (a typo must not write an empty report)."""
+    from benchmark.results import result_datasets
+
+    known = result_datasets(results)
+    unknown = [d for d in asked or [] if d not in known]
+    if unknown:
+        return f"no results for {unknown} under {results}; datasets with results: {', '.join(known) or 'none'}"
+    return None
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from benchmark.report import write_report
 
     results = Path(args.results)
+    problem = _unknown_datasets(results, args.dataset)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     path = write_report(results, Path(args.out) if args.out else results / "REPORT.md", args.dataset)
     print(f"wrote {path}")
     return 0

