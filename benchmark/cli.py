@@ -573,6 +573,9 @@ def _quiet_libraries() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from benchmark.results import git_state
+
+    git_state()  # the tree as this process starts: what its imports are (results.git_state)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     for noisy in ("bm25s", "jieba", "sentence_transformers", "transformers", "faiss"):

@@ -8,6 +8,7 @@ the dataset fingerprint (sha256 of each file used), package versions and the git
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -75,8 +76,12 @@ def cpu() -> dict[str, Any]:
     return info
 
 
+@functools.cache
 def git_state() -> dict[str, Any]:
-    """The commit, and whether the tree differed from it (with the changed files, so "dirty" can be checked)."""
+    """The commit, and whether the tree differed from it (with the changed files, so "dirty" can be checked).
+
+    Read once per process, at its start (``benchmark.cli.main`` asks first): the code a run imports is the code of
+    that moment, and an edit made while a long run goes on must not be recorded as the run's."""
     root = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
