@@ -54,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--all", action="store_true", help="run every registered retriever")
     run.add_argument("--name", help="file and report the result under this row name (one retriever); default: the "
                                     "registered name, or one derived from --set values that change results")
+    own = run.add_argument_group("your own model (with a template: dense, sparse-mlm, sparse-causal; or any row)")
+    own.add_argument("--model-id", help="Hugging Face id of the weights (Hub when online, else the local cache)")
+    own.add_argument("--model-path", help="a folder written by save_pretrained / sentence-transformers")
+    own.add_argument("--pooling", choices=("mean", "cls", "max", "last"), help="how token vectors become one")
+    own.add_argument("--query-prefix", help="prepended to every query (e.g. 'query: ' or an instruction)")
+    own.add_argument("--passage-prefix", help="prepended to every passage (e.g. 'passage: ')")
     _add_data_args(run)
     run.add_argument("--output", default=str(DEFAULT_OUTPUT), help="results folder (default: results/)")
     run.add_argument("--k", type=_positive_int, default=1000, help="hits per query (default 1000)")
@@ -95,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("runfile")
     ev.add_argument("--min-coverage", type=float, default=0.5,
                     help="fail when the run has results for fewer than this share of the queries (default 0.5)")
+    ev.add_argument("--name", help="also write a result file (marked external) under this row name, so report, "
+                                   "compare and the page list the run")
+    ev.add_argument("--output", default=str(DEFAULT_OUTPUT), help="results folder for --name (default: results/)")
     _add_data_args(ev)
 
     trade = sub.add_parser("tradeoff", help="sweep FLOPS weight, LFW size and query top-m; write result files")
@@ -125,6 +134,26 @@ def build_parser() -> argparse.ArgumentParser:
     spread.add_argument("--seed-key", default="train.seed", help="the --set key of the seed (train_pretrained.seed "
                                                                   "for pretrained weights)")
     spread.add_argument("--output", default=str(DEFAULT_OUTPUT / "spread"))
+    spread.add_argument("--resummarize", action="store_true",
+                        help="recompute the tolerance of an existing <output>/<dataset>-<name>.json from its runs")
+
+    pick = sub.add_parser("choose", help="choose a swept knob's value on validation (held-out training pairs)")
+    pick.add_argument("name", help="the swept retriever")
+    pick.add_argument("--knob", default="flops_scale")
+    pick.add_argument("--dataset", required=True)
+    pick.add_argument("--tolerance", type=float, default=0.01,
+                      help="validation MRR a sparser point may lose against the best (default 0.01)")
+    pick.add_argument("--results", default=str(DEFAULT_OUTPUT / "tradeoff"), help="where the sweep's results are")
+    pick.add_argument("--output", default=str(DEFAULT_OUTPUT / "tuning"))
+
+    fuse = sub.add_parser("fuse", help="a hybrid row: rows' runs fused (rrf / wsum; parameters chosen on held-out "
+                                       "queries)")
+    fuse.add_argument("rows", nargs="+", metavar="ROW", help="rows to fuse (their current results and run files)")
+    fuse.add_argument("--method", choices=("rrf", "wsum"), default="rrf")
+    fuse.add_argument("--name", help="the hybrid row's name (default: ROW+ROW@METHOD)")
+    fuse.add_argument("--results", default=str(DEFAULT_OUTPUT))
+    fuse.add_argument("--output", help="where the result goes (default: --results)")
+    _add_data_args(fuse, default_dataset=None)
 
     comp = sub.add_parser("compare", help="paired significance tests between rows (bootstrap CI, randomization and t-test "
                                           "p-values, Holm-corrected)")
@@ -162,10 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_list(args: argparse.Namespace) -> int:
     from benchmark.registry import load_registry
 
+    registry = load_registry()
     print("Retrievers:")
-    for name, spec in load_registry().items():
-        row = f"  [paper: {spec.paper_row}]" if spec.paper_row else ""
-        print(f"  {name:<16} {spec.description}{row}")
+    for name, spec in registry.items():
+        if not spec.template:
+            row = f"  [paper: {spec.paper_row}]" if spec.paper_row else ""
+            print(f"  {name:<16} {spec.description}{row}")
+    print("\nYour own model (run TEMPLATE --model-id ORG/NAME | --model-path DIR [--name NAME]):")
+    for name, spec in registry.items():
+        if spec.template:
+            print(f"  {name:<16} {spec.description}")
     print("\nDatasets:")
     for manifest in list_manifests():
         label = "" if manifest.comparable_to_paper else f"  ({manifest.corpus_label}: not comparable with the paper)"
@@ -200,7 +235,7 @@ def _load(args: argparse.Namespace, with_train: bool):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from benchmark.registry import load_registry, parse_overrides
+    from benchmark.registry import deep_merge, load_registry, parse_overrides
     from benchmark.results import ResultWriteError
     from benchmark.runner import run_one
     from retrievers.base import Timer
@@ -208,7 +243,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from retrievers.sharding import is_main
 
     registry = load_registry()
-    names = list(registry) if args.all else args.names
+    names = [n for n, spec in registry.items() if not spec.template] if args.all else args.names
     if not names:
         print("error: name one or more retrievers, or pass --all (see 'python -m benchmark list')", file=sys.stderr)
         return 2
@@ -216,10 +251,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     if unknown:
         print(f"error: unknown retriever(s) {unknown}; known: {', '.join(registry)}", file=sys.stderr)
         return 2
+    own = {"model_id": args.model_id, "model_path": args.model_path, "pooling": args.pooling,
+           "query_instruction": args.query_prefix, "passage_prefix": args.passage_prefix}
+    own = {k: v for k, v in own.items() if v is not None}
+    templates = [n for n in names if registry[n].template]
+    if templates and not (args.model_id or args.model_path):
+        print(f"error: {templates[0]} is a template for your own model: give --model-id ORG/NAME or --model-path DIR",
+              file=sys.stderr)
+        return 2
+    if args.model_path and not args.model_id:
+        own["model_id"] = Path(args.model_path).expanduser().resolve().name  # the folder names the model
     if args.name is not None and len(names) != 1:
         print("error: --name names one row: give exactly one retriever with it", file=sys.stderr)
         return 2
-    overrides = parse_overrides(args.set)
+    overrides = deep_merge(parse_overrides(args.set), own)
     for name in names:  # every key and value checked against the config dataclasses before any work
         check_overrides(name, registry[name].build(overrides).config, overrides)
     try:
@@ -332,13 +377,25 @@ def cmd_cost_growth(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from benchmark.evaluation import evaluate
+    from benchmark.evaluation import evaluate_with_per_query
     from benchmark.runfile import read_trec_run
 
     path = Path(args.runfile)
     if not path.is_file():
         print(f"error: run file {path} does not exist", file=sys.stderr)
         return 2
+    if args.name is not None:
+        from benchmark.registry import load_registry
+        from benchmark.rows import NAME
+
+        if not NAME.match(args.name) or args.name in load_registry():
+            print(f"error: --name {args.name!r}: a row name of its own (letters, digits and . _ + = , @ -), not a "
+                  "registered retriever's", file=sys.stderr)
+            return 2
+        problem = output_problem(Path(args.output))
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
     dataset = _load(args, with_train=False)
     run = read_trec_run(path)
     covered = sum(1 for q in dataset.qrels if run.get(q))
@@ -361,9 +418,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if covered < len(dataset.qrels):
         print(f"warning: {len(dataset.qrels) - covered:,} of {len(dataset.qrels):,} queries have no results in "
               f"{path}; they score 0", file=sys.stderr)
-    metrics = evaluate(run, dataset.qrels)
+    metrics, per_query = evaluate_with_per_query(run, dataset.qrels)
     for name, value in metrics.items():
         print(f"{name:<34} {value:.4f}" if isinstance(value, float) else f"{name:<34} {value}")
+    if args.name:
+        from benchmark.results import ResultWriteError
+        from benchmark.runs_external import external_result
+
+        try:
+            written = external_result(path, run, dataset, metrics, per_query, args.name, Path(args.output))
+        except ResultWriteError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        print(f"wrote {written}")
     return 0
 
 
@@ -447,12 +514,76 @@ def cmd_spread(args: argparse.Namespace) -> int:
     if args.name not in load_registry():
         print(f"error: unknown retriever {args.name!r}", file=sys.stderr)
         return 2
-    summary = measure(args.name, args.dataset, Path(args.output), args.seeds, args.kernels, args.seed_key,
-                      args.data_dir)
+    if args.resummarize:
+        import json
+
+        from benchmark.spread import summarize
+
+        existing = Path(args.output) / f"{args.dataset}-{args.name}.json"
+        if not existing.is_file():
+            print(f"error: {existing} does not exist: run spread without --resummarize first", file=sys.stderr)
+            return 2
+        summary = json.loads(existing.read_text(encoding="utf-8"))
+        summary.update(summarize(summary["runs"]))
+    else:
+        summary = measure(args.name, args.dataset, Path(args.output), args.seeds, args.kernels, args.seed_key,
+                          args.data_dir)
     for key, run in summary["runs"].items():
         print(f"{key:<14} {run['capability'] or '-':<8} " + " ".join(f"{m} {v:.4f}" for m, v in run["metrics"].items()))
     print(f"tolerance {summary['tolerance']} ({summary['rule']})")
     print(f"wrote {write(summary, Path(args.output))}")
+    return 0
+
+
+def cmd_choose(args: argparse.Namespace) -> int:
+    from benchmark.tuning import choose, write
+
+    try:
+        choice = choose(Path(args.results), args.dataset, args.name, args.knob, args.tolerance)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{'value':>10} {'validation MRR':>15} {'terms/passage':>14} {'terms/query':>12}")
+    for point in choice["points"]:
+        mrr = point["validation_mrr"]
+        print(f"{point['value']!s:>10} {'-' if mrr is None else f'{mrr:.4f}':>15} "
+              f"{point['doc_terms_mean'] or 0:14.1f} {point['query_terms_mean'] or 0:12.1f}")
+    print(f"chosen {args.knob} = {choice['chosen']} ({choice['rule']})")
+    print(f"wrote {write(choice, Path(args.output))}")
+    return 0
+
+
+def cmd_fuse(args: argparse.Namespace) -> int:
+    from benchmark.fusion import fuse_rows
+    from benchmark.rows import NAME
+    from benchmark.selection import SelectionError
+
+    if args.dataset is None:
+        print("error: fuse needs --dataset", file=sys.stderr)
+        return 2
+    if len(args.rows) < 2:
+        print("error: fuse needs at least two rows", file=sys.stderr)
+        return 2
+    if args.name is not None and not NAME.match(args.name):
+        print(f"error: --name {args.name!r}: use letters, digits and . _ + = , @ -", file=sys.stderr)
+        return 2
+    output = Path(args.output or args.results)
+    problem = output_problem(output)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    dataset = _load(args, with_train=False)
+    try:
+        path, payload = fuse_rows(Path(args.results), dataset, args.rows, args.method, output, args.name)
+    except (SelectionError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    m = payload["metrics"]
+    print(f"{payload['retriever']['name']}: MRR@10 {m['MRR@10'] * 100:.2f}  nDCG@10 {m['nDCG@10'] * 100:.2f}  "
+          f"Hit@1000 {m['Hit@1000'] * 100:.2f}")
+    for fold in payload["fusion"]["params_per_fold"]:
+        print(f"  fold {fold['fold']}: {fold['params']} (chosen on {fold['tuned_on_queries']} other queries)")
+    print(f"wrote {path}")
     return 0
 
 
@@ -584,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"list": cmd_list, "run": cmd_run, "eval": cmd_eval, "index-bench": cmd_index_bench,
                 "projection": cmd_projection, "cost-growth": cmd_cost_growth,
                 "tradeoff": cmd_tradeoff, "plot": cmd_plot, "report": cmd_report, "check": cmd_check,
-                "compare": cmd_compare, "spread": cmd_spread,
+                "compare": cmd_compare, "spread": cmd_spread, "choose": cmd_choose, "fuse": cmd_fuse,
                 "explain": cmd_explain}
     try:
         return handlers[args.command](args)

@@ -23,6 +23,7 @@ class RetrieverSpec:
     description: str = ""
     paper_row: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    template: bool = False  # a family for the user's own model: needs --model-id / --model-path, not in --all
 
     def retriever_class(self) -> type[Retriever]:
         module, _, attr = self.class_path.partition(":")
@@ -163,7 +164,7 @@ def load_registry(path: Path = REGISTRY_FILE) -> dict[str, RetrieverSpec]:
     for name, entry in raw.items():
         spec = resolved(name)
         specs[name] = RetrieverSpec(name, spec["class"], entry.get("description", ""), entry.get("paper_row"),
-                                    spec["config"])
+                                    spec["config"], bool(entry.get("template", False)))
     return specs
 
 

@@ -1,4 +1,5 @@
-"""``python -m benchmark report``: the leaderboard users cite, from current result files only.
+"""``python -m benchmark report``: the leaderboard users cite, from current result files only (REPORT.md, and the same
+rows as a page, ``results/index.html``: ``benchmark.page``).
 
 Per dataset, only results of each row's *current* config (``benchmark.rows.currency``); rows whose newest result is
 older than their config are listed in a short "superseded" appendix with no numbers. Rows are grouped by provenance:
@@ -181,11 +182,17 @@ def table(rows: list[Row]) -> str:
 
 
 def sections(rows: list[Row], corpus_label: str) -> list[tuple[str, list[Row]]]:
-    real = [r for r in rows if r.real]
-    scratch = [r for r in rows if not r.real]
+    hybrid = [r for r in rows if r.first.get("fusion")]
+    external = [r for r in rows if r.first.get("external")]
+    own = [r for r in rows if r not in hybrid and r not in external]
+    real = [r for r in own if r.real]
+    scratch = [r for r in own if not r.real]
     label = ("Smoke runs: scratch models, not results" if corpus_label == "pool" else
              "Scratch models (same architectures, small, trained here from random initialisation)")
-    return [(title, group) for title, group in (("Real weights and tokenizers", real), (label, scratch)) if group]
+    groups = (("Real weights and tokenizers", real), ("Hybrid rows (fused runs; parameters chosen on held-out "
+                                                      "queries)", hybrid),
+              ("External runs (made elsewhere, evaluated here)", external), (label, scratch))
+    return [(title, group) for title, group in groups if group]
 
 
 INTRO = ("Current results only: a row's result is shown when it comes from the row's config as registered today "
@@ -206,6 +213,7 @@ def write_report(results: Path, output: Path, datasets: list[str] | None = None,
     plots = Path(plots) if plots else results / "plots"
     datasets = datasets or result_datasets(results)
     parts = ["# prosper-bench report", "", INTRO, ""]
+    page_sections = []
     for dataset in datasets:
         rows, superseded = collect(results, dataset)
         if not rows and not superseded:
@@ -216,6 +224,8 @@ def write_report(results: Path, output: Path, datasets: list[str] | None = None,
         parts += [f"## {dataset} ({label}, {first.get('corpus_size', 0):,} passages, "
                   f"{first.get('qrels_queries', 0):,} queries{caveat})", ""]
         compared = mark_significance(rows)
+        if rows:
+            page_sections.append((dataset, first, rows, compared))
         if compared:
             parts += ["Significance: " + ", ".join(f"{'†' if k == BASELINE else '‡'} against {v}"
                                                     for k, v in compared.items()) + ".", ""]
@@ -234,4 +244,7 @@ def write_report(results: Path, output: Path, datasets: list[str] | None = None,
     tmp = output.with_name(f".{output.name}.tmp")
     tmp.write_text("\n".join(parts), encoding="utf-8")
     tmp.replace(output)
+    from benchmark.page import write_page
+
+    write_page(results, output.with_name("index.html"), page_sections)
     return output

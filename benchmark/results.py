@@ -241,7 +241,7 @@ def result_datasets(output: Path, effectiveness: bool = True) -> list[str]:
 
     ``effectiveness``: leave out the cost-growth sets (``corpus_label: synthetic``, the ``scale-*`` datasets), whose
     scratch models on generated text measure time and memory, not quality - ``cost-growth`` reports them."""
-    special = {"tradeoff", "plots", "index-bench", "cost-growth", "projection", "spread"}
+    special = {"tradeoff", "plots", "index-bench", "cost-growth", "projection", "spread", "tuning", "fusion"}
     if not Path(output).exists():
         return []
     names = []

@@ -155,6 +155,13 @@ def _changed_since(commit: str, files: tuple[str, ...]) -> tuple[str, ...] | Non
 
 def staleness(payload: dict[str, Any]) -> str | None:
     """None when the code behind a result is unchanged since it ran; else why it is stale, naming the files."""
+    if payload.get("external"):
+        return None  # made elsewhere: no code of ours behind it
+    if payload.get("fusion"):  # stale when a part's code changed since the part ran
+        reasons = [why for part in payload["fusion"].get("parts", [])
+                   if (why := staleness({"retriever": part.get("retriever", {}),
+                                         "environment": {"git": part.get("git", {})}}))]
+        return reasons[0] if reasons else None
     class_path = payload.get("retriever", {}).get("class")
     git = payload.get("environment", {}).get("git", {})
     commit = git.get("commit")
@@ -186,6 +193,13 @@ def currency(payload: dict[str, Any], registry: dict[str, Any]) -> str | None:
 
     if payload.get("external"):
         return None  # an external run (eval --name) is what it is: no config of ours to drift from
+    if payload.get("fusion"):  # a hybrid row is current while every part's result is
+        for part in payload["fusion"].get("parts", []):
+            why = currency({"schema_version": payload.get("schema_version"), "retriever": part.get("retriever", {})},
+                           registry)
+            if why is not None:
+                return f"its part {part.get('row')}: {why}"
+        return None
     if payload.get("schema_version", 0) != SCHEMA_VERSION:
         return f"result schema {payload.get('schema_version', 0)}, current {SCHEMA_VERSION}"
     name = registered_as(payload)

@@ -8,8 +8,9 @@ tolerance for a trained entry is derived here, from two measured spreads, each r
   (``ATEN_CPU_CAPABILITY``; MKL and oneDNN capped to match), the stand-in for another CPU family on one machine;
 - **seeds**: the registered config with other training seeds (the scale of what a changed float can do).
 
-tolerance = max(largest kernel deviation from the native run, 2 x the seeds' standard deviation) over the graded
-metrics, rounded up to 0.005. The summary (every value, the rule, the machine) is written to
+tolerance = max(2 x the largest kernel deviation from the native run, the seeds' standard deviation) over MRR@10
+and nDCG@10 (what the leaderboard grades a trained entry on), rounded up to 0.005: twice what another CPU family was
+seen to do, and never less than one seed's worth of chaos. The summary (every value, the rule, the machine) is written to
 ``results/spread/<dataset>-<row>.json``; the leaderboard cites it.
 """
 
@@ -32,6 +33,7 @@ KERNEL_ENV = {  # torch's dispatch, and the BLAS / oneDNN instruction sets it ca
     "avx512": {"ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
 }
 METRICS = ("MRR@10", "nDCG@10", "MAP", "Hit@1", "Hit@10", "Hit@100", "Hit@1000")
+GRADED = ("MRR@10", "nDCG@10")  # what the leaderboard grades a trained entry on (rank-1-only Hit@1 is noisier)
 
 
 def _run(row: str, dataset: str, output: Path, sets: list[str], env: dict[str, str], data_dir: str | None) -> dict:
@@ -56,18 +58,22 @@ def measure(row: str, dataset: str, output: Path, seeds: list[int], kernels: lis
         runs[f"kernel:{kernel}"] = _run(row, dataset, output / "runs", [], KERNEL_ENV[kernel], data_dir)
     for seed in seeds:
         runs[f"seed:{seed}"] = _run(row, dataset, output / "runs", [f"{seed_key}={seed}"], {}, data_dir)
+    return {"row": row, "dataset": dataset, "runs": runs, **summarize(runs), "environment": environment()}
+
+
+def summarize(runs: dict[str, Any]) -> dict[str, Any]:
+    """The spreads of the graded metrics and the tolerance they give (see the module docstring)."""
     native = runs["native"]["metrics"]
     kernel_dev = {m: max([abs(r["metrics"][m] - native[m]) for k, r in runs.items() if k.startswith("kernel:")],
                          default=0.0) for m in METRICS}
     seed_values = {m: [native[m]] + [r["metrics"][m] for k, r in runs.items() if k.startswith("seed:")]
                    for m in METRICS}
     seed_sd = {m: statistics.stdev(v) if len(v) > 1 else 0.0 for m, v in seed_values.items()}
-    raw = max(max(kernel_dev[m], 2 * seed_sd[m]) for m in METRICS)
-    tolerance = math.ceil(raw / 0.005 - 1e-9) * 0.005
-    return {"row": row, "dataset": dataset, "runs": runs, "kernel_deviation": kernel_dev, "seed_sd": seed_sd,
-            "rule": "max(largest kernel deviation from the native run, 2 x seed standard deviation) over "
-                    f"{', '.join(METRICS)}, rounded up to 0.005",
-            "tolerance": round(tolerance, 3), "environment": environment()}
+    raw = max(max(2 * kernel_dev[m], seed_sd[m]) for m in GRADED)
+    return {"kernel_deviation": kernel_dev, "seed_sd": seed_sd, "graded_metrics": list(GRADED),
+            "rule": "max(2 x the largest deviation of a forced CPU kernel from the native run, 1 x the seeds' standard "
+                    f"deviation) over {', '.join(GRADED)}, rounded up to 0.005",
+            "tolerance": round(math.ceil(raw / 0.005 - 1e-9) * 0.005, 3)}
 
 
 def write(summary: dict[str, Any], output: Path) -> Path:
