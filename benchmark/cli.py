@@ -69,9 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "are missing (default there: refuse; result files record which it was)")
     _add_set_arg(run)
 
-    bench = sub.add_parser("index-bench", help="benchmark the inverted index against Lucene, PISA and Seismic")
+    bench = sub.add_parser("index-bench", help="benchmark the inverted index against Lucene, PISA, Seismic and BMP")
     bench.add_argument("--docs", type=int, nargs="+", default=[100_000, 1_000_000], help="collection sizes")
-    bench.add_argument("--queries", type=int, default=500)
+    bench.add_argument("--queries", type=int, default=300,
+                       help="evaluation queries (as many tuning queries again, disjoint; default 300)")
     bench.add_argument("--workload", nargs="+", default=["synthetic"],
                        help="synthetic, and/or fitted:PROFILE.npz (see --fit-from)")
     bench.add_argument("--fit-from", metavar="RETRIEVER",
@@ -79,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "under <output>/index-bench/workloads/ and add it to --workload")
     bench.add_argument("--dataset", default="multicpr-ecom-pool", help="dataset for --fit-from")
     bench.add_argument("--data-dir", help="folder with the official Multi-CPR files (or set PROSPER_BENCH_DATA)")
-    bench.add_argument("--peers", nargs="*", default=["lucene", "pisa", "seismic"],
+    bench.add_argument("--peers", nargs="*", default=["lucene", "pisa", "seismic", "bmp"],
                        help="peer engines (pip install -e '.[bench]')")
     bench.add_argument("--ks", type=_positive_int, nargs="+", default=[10, 1000])
     bench.add_argument("--work-dir", help="scratch folder for the indexes (default: system temp)")

@@ -1,15 +1,23 @@
-"""``python -m benchmark index-bench``: the project's inverted index against Lucene, PISA and Seismic, same vectors.
+"""``python -m benchmark index-bench``: the project's inverted index against Lucene, PISA, Seismic and BMP, same vectors.
 
 Workloads (``benchmark/workloads.py``): ``synthetic`` (Zipfian SPLADE-like vectors, seeded) or ``fitted:PROFILE`` -
-vectors drawn with the marginals of the suite's own encoders (``--fit-from prosper --dataset ...`` writes a profile).
-Every engine gets the *same* quantized integer weights (documents 8-bit impacts, queries 8-bit) and the *same* query
-terms (no engine truncates a query), so every exact engine must return the same scores and the recall column checks it
-(tie-aware: a returned document counts when its exact score is at least the exact k-th score).
+vectors drawn with the marginals of the suite's own encoders (``--fit-from prosper-e5 --dataset ...`` writes a
+profile). Every engine gets the *same* quantized integer weights (documents 8-bit impacts, queries 8-bit) and the
+*same* query terms (no engine truncates a query), so every exact engine must return the same scores and the recall
+column checks it (tie-aware: a returned document counts when its exact score is at least the exact k-th score). The
+engines, their build grids and settings, and how their builds are accounted for: ``benchmark/peers.py``.
+
+Tuned fairly: every setting of every engine (our algorithms, top-m, pruning rule and setting; Seismic's build
+parameters and heap_factor; PISA's algorithm; BMP's block size and alpha) is run on **tuning** queries and on disjoint
+**evaluation** queries (drawn from the same workload, different seeds of the same generator). Each engine's point is
+*chosen on the tuning queries* - its fastest exact setting, and its fastest setting with tuning recall >= 0.99 (or its
+most accurate one where none gets there) - and the ratios compare those points' *evaluation* numbers. The curves
+(recall against time, every setting) come from the same run.
 
 Timing, the same for every engine:
 
-- **ms/query** - the engine's native batch call over all queries, 1 thread, after one untimed warm-up batch, divided
-  by the number of queries. This is the number the ratios compare;
+- **ms/query** - the engine's native batch call over the evaluation queries, 1 thread, after ``warmups`` untimed
+  batches (2: enough for the JVM's JIT too), divided by the number of queries. This is the number the ratios compare;
 - **single-call p50** - one query at a time through the engine's Python API, and **wrapper ms** = single-call mean
   minus batch ms/query: what a Python caller pays on top (pyjnius, a pandas round trip, our own query quantization);
 - **x floor** - ms/query over the physical floor: the postings of the query's lists times the ns per posting of a
@@ -31,18 +39,16 @@ from typing import Any
 import numba
 import numpy as np
 import scipy.sparse as sp
-from tqdm.auto import tqdm
 
+from benchmark.peers import Bmp, Lucene, Ours, OursPruned, Pisa, Seismic, Setting, query_terms
 from benchmark.workloads import generate, load_profile, synthetic_sparse
-from retrievers.approximate_index import ApproximateIndex
-from retrievers.base import directory_size
-from retrievers.inverted_index import ALGORITHMS, InvertedIndex, quantize_queries
+from retrievers.inverted_index import InvertedIndex, quantize_queries
 
 
 @dataclass
 class IndexBenchConfig:
     n_docs: int = 100_000
-    n_queries: int = 500
+    n_queries: int = 300  # evaluation queries; as many tuning queries again, disjoint
     workload: str = "synthetic"  # synthetic | fitted:PATH (a profile written by --fit-from)
     vocab: int = 30522
     doc_terms: int = 120
@@ -54,15 +60,21 @@ class IndexBenchConfig:
     ks: tuple[int, ...] = (10, 1000)
     threads: int = 1  # every timed call runs on one thread (builds may use more: build_threads)
     build_threads: int = 2
+    warmups: int = 2  # untimed batches before the timed one, for every engine alike
     block_size: int = 64
     approximate: tuple[tuple[int, float], ...] = ((16, 1.0), (24, 1.0), (28, 1.0))  # auto: (top_m query terms, boost)
     # ApproximateIndex rows: (postings kept per list or None, impact floor, candidates per result (x k) - None: no
     # forward index, the pruned top-k is the answer -, top_m query terms for candidates). Per-list rows suit the
     # synthetic workload, the floor rows PROSPER's bimodal weights (see retrievers/approximate_index.py).
     pruned: tuple[tuple[int | None, int, int | None, int | None], ...] = (
-        (1000, 0, 5, 24), (1000, 0, 5, None), (2000, 0, 5, 24), (None, 3, None, None), (None, 5, None, None))
-    seismic_heap_factors: tuple[float, ...] = (0.9, 0.7, 0.5)
-    peers: tuple[str, ...] = ("lucene", "pisa", "seismic")
+        (1000, 0, 5, 24), (1000, 0, 5, None), (2000, 0, 5, 24), (None, 3, None, None), (None, 5, None, None),
+        (None, 8, None, None), (None, 12, None, None))
+    seismic_builds: tuple[tuple[int, float, float], ...] = (  # (n_postings, centroid_fraction, summary_energy)
+        (3500, 0.1, 0.4), (6000, 0.075, 0.5), (10000, 0.05, 0.5))
+    seismic_heap_factors: tuple[float, ...] = (0.9, 0.8, 0.7, 0.6, 0.5)
+    bmp_block_sizes: tuple[int, ...] = (32, 64)
+    bmp_alphas: tuple[float, ...] = (1.0, 0.95, 0.9, 0.8, 0.7)
+    peers: tuple[str, ...] = ("lucene", "pisa", "seismic", "bmp")
     work_dir: str | None = None
 
 
@@ -75,12 +87,16 @@ class Row:
     exact: bool
     index_bytes: int | None = None
     build_s: float | None = None
-    batch_ms: float | None = None  # native batch call, 1 thread, per query
+    convert_s: float | None = None  # input conversion, apart from the build
+    tune_ms: float | None = None  # batch ms/query on the tuning queries
+    tune_recall: float | None = None
+    batch_ms: float | None = None  # native batch call, 1 thread, per evaluation query
     single_p50_ms: float | None = None
     single_p95_ms: float | None = None
     wrapper_ms: float | None = None
     floor_x: float | None = None
-    recall: float | None = None
+    recall: float | None = None  # on the evaluation queries
+    chosen: str = ""  # "exact" / "approximate": the engine's point chosen on the tuning queries
     note: str = ""
 
 
@@ -99,9 +115,11 @@ class ExactScorer:
         self.q = sp.csr_matrix((weights, terms, indptr), shape=(queries.shape[0], index.vocab_size))
         self.d = index.document_matrix()
 
-    def recall(self, retrieved: list[list[int]], reference: np.ndarray, reference_scores: np.ndarray) -> float:
+    def recall(self, retrieved: list[list[int]], rows: list[int], reference: np.ndarray,
+               reference_scores: np.ndarray) -> float:
+        """Tie-aware recall of ``retrieved`` (one list per query of ``rows``) against the exact reference."""
         values = []
-        for q, docs in enumerate(retrieved):
+        for docs, q in zip(retrieved, rows, strict=True):
             n_ref = int((reference[q] >= 0).sum())
             if n_ref == 0:
                 continue
@@ -115,27 +133,25 @@ class ExactScorer:
         return float(np.mean(values)) if values else 1.0
 
 
-@dataclass
-class Timing:
-    """How one engine's variant is timed: a batch call and a single-query call, both on one thread."""
-
-    batch: Any  # () -> list of retrieved doc-index lists
-    single: Any  # (q) -> None
-
-    def measure(self, n_queries: int, floor_ms: float) -> tuple[dict[str, float], list[list[int]]]:
-        self.batch()  # warm-up: the same for every engine
-        start = time.perf_counter()
-        retrieved = self.batch()
-        batch_ms = 1000 * (time.perf_counter() - start) / n_queries
-        singles = []
-        for q in range(n_queries):
+def measure(setting: Setting, rows: list[int], k: int, warmups: int, singles: bool
+            ) -> tuple[dict[str, float], list[list[int]]]:
+    """Batch ms/query after ``warmups`` untimed batches; with ``singles``, one query at a time too."""
+    for _ in range(warmups):
+        setting.batch(rows, k)
+    start = time.perf_counter()
+    retrieved = setting.batch(rows, k)
+    batch_ms = 1000 * (time.perf_counter() - start) / len(rows)
+    numbers = {"batch_ms": batch_ms}
+    if singles:
+        times = []
+        for q in rows:
             start = time.perf_counter()
-            self.single(q)
-            singles.append(time.perf_counter() - start)
-        ms = np.asarray(singles) * 1000
-        return {"batch_ms": batch_ms, "single_p50_ms": float(np.percentile(ms, 50)),
-                "single_p95_ms": float(np.percentile(ms, 95)), "wrapper_ms": float(ms.mean() - batch_ms),
-                "floor_x": batch_ms / floor_ms if floor_ms > 0 else None}, retrieved
+            setting.single(q, k)
+            times.append(time.perf_counter() - start)
+        ms = np.asarray(times) * 1000
+        numbers.update({"single_p50_ms": float(np.percentile(ms, 50)), "single_p95_ms": float(np.percentile(ms, 95)),
+                        "wrapper_ms": float(ms.mean() - batch_ms)})
+    return numbers, retrieved
 
 
 # ------------------------------------------------------------------------------------------------------- floor
@@ -164,225 +180,18 @@ def streaming_floor(index: InvertedIndex, queries: sp.csr_matrix) -> dict[str, f
             "ms_per_query": 1000 * seconds / (len(indptr) - 1)}
 
 
-# ---------------------------------------------------------------------------------------------------------- ours
-def bench_ours(cfg: IndexBenchConfig, docs: sp.csr_matrix, queries: sp.csr_matrix, work: Path, report: Report):
-    t0 = time.perf_counter()
-    index = InvertedIndex.build(docs, block_size=cfg.block_size)
-    index.save(work / "ours")
-    build_s = time.perf_counter() - t0
-    size = directory_size(work / "ours") - (work / "ours" / "doc_ids.json").stat().st_size
-    index = InvertedIndex.load(work / "ours")
-    scorer = ExactScorer(index, queries)
-    floor = streaming_floor(index, queries)
-    report.config.update({"floor_" + k: v for k, v in floor.items()})
-    references = {}
-    n = queries.shape[0]
-    for k in cfg.ks:
-        references[k] = ref = index.search(queries, k=k, algorithm="exhaustive")
-        variants = [(a, None, 1.0) for a in ALGORITHMS]  # the online setting: auto on the top-m query terms
-        variants += [(index.auto_algorithm(queries, k, m), m, b) for m, b in cfg.approximate]
-        for algorithm, top_m, boost in variants:
-            name = algorithm + (f" top-{top_m} query terms" if top_m else "") + (f" boost {boost}" if boost > 1 else "")
-            options = {"k": k, "algorithm": algorithm, "top_m": top_m, "boost": boost}
-            timing = Timing(
-                batch=lambda o=options: [list(r) for r in index.search(queries, threads=1, **o).doc_index],
-                single=lambda q, o=options: index.search(queries[q], **o))
-            numbers, retrieved = timing.measure(n, floor["ms_per_query"])
-            exact = top_m is None and boost == 1.0
-            report.rows.append(Row("prosper-bench", name, index.n_docs, k, exact=exact, index_bytes=size,
-                                   build_s=build_s, recall=scorer.recall(retrieved, ref.doc_index, ref.int_scores),
-                                   note="wrapper: query quantization in Python", **numbers))
-    bench_pruned(cfg, docs, queries, scorer, references, work, report, floor["ms_per_query"])
-    return index, scorer, references
-
-
-def bench_pruned(cfg: IndexBenchConfig, docs: sp.csr_matrix, queries: sp.csr_matrix, scorer: ExactScorer,
-                 references: dict, work: Path, report: Report, floor_ms: float) -> None:
-    """Our approximate index (pruned lists, with or without a forward index: ``retrievers/approximate_index.py``),
-    one build per pruning setting; its size is the approximate index's own (it does not need the exact one)."""
-    n = queries.shape[0]
-    builds: dict[tuple[int | None, int, bool], list[tuple[int | None, int | None]]] = {}
-    for postings, floor, factor, top_m in cfg.pruned:  # rows that share a build, in the config's order
-        builds.setdefault((postings, floor, factor is not None), []).append((factor, top_m))
-    for (postings, floor, forward), searches in builds.items():
-        target = work / f"approx-{postings}-{floor}-{int(forward)}"
-        t0 = time.perf_counter()
-        approx = ApproximateIndex.build(docs, postings_per_list=postings, impact_floor=floor, forward=forward,
-                                        block_size=cfg.block_size)
-        approx.save(target)
-        build_s = time.perf_counter() - t0
-        approx = ApproximateIndex.load(target)
-        size = directory_size(target) - (target / "pruned" / "doc_ids.json").stat().st_size
-        pruning = ", ".join(([f"{postings}/list"] if postings else []) + ([f"impacts >= {floor}"] if floor else []))
-        for k in cfg.ks:
-            ref = references[k]
-            for factor, top_m in searches:
-                options = {"k": k, "candidates": (factor or 1) * k, "top_m": top_m}
-                name = (f"pruned {pruning}" + (f", {factor * k} candidates" if factor else ", no rescoring") +
-                        (f", top-{top_m} query terms" if top_m else ""))
-                timing = Timing(
-                    batch=lambda o=options, a=approx: [list(r) for r in a.search(queries, threads=1, **o).doc_index],
-                    single=lambda q, o=options, a=approx: a.search(queries[q], **o))
-                numbers, retrieved = timing.measure(n, floor_ms)
-                report.rows.append(Row("prosper-bench", name, approx.n_docs, k, exact=False, index_bytes=size,
-                                       build_s=build_s, recall=scorer.recall(retrieved, ref.doc_index, ref.int_scores),
-                                       note="approximate index: pruned lists" +
-                                            (" + forward index" if forward else " only"), **numbers))
-        del approx
-
-
-# ------------------------------------------------------------------------------------------------------- peers
-def _quantized_terms(index: InvertedIndex) -> sp.csr_matrix:
-    return index.document_matrix(np.int32)
-
-
-def _query_terms(queries: sp.csr_matrix) -> list[tuple[np.ndarray, np.ndarray]]:
-    indptr, terms, weights, _ = quantize_queries(queries)
-    return [(terms[indptr[q]:indptr[q + 1]], weights[indptr[q]:indptr[q + 1]]) for q in range(len(indptr) - 1)]
-
-
-def bench_lucene(cfg, index, queries, scorer, refs, work: Path, report: Report):
-    from retrievers.jvm import ensure_jvm
-
-    ensure_jvm()
-    from jnius import autoclass
-
-    qd = _quantized_terms(index)
-    collection = work / "lucene-collection"
-    collection.mkdir()
-    with open(collection / "docs.jsonl", "w") as fh:
-        for i in tqdm(range(qd.shape[0]), desc="lucene: writing JsonVectorCollection", leave=False, disable=None):
-            cols = qd.indices[qd.indptr[i]:qd.indptr[i + 1]]
-            vals = qd.data[qd.indptr[i]:qd.indptr[i + 1]]
-            vector = {f"t{c}": int(v) for c, v in zip(cols, vals, strict=True)}
-            fh.write(json.dumps({"id": str(i), "contents": "", "vector": vector}) + "\n")
-    target = work / "lucene"
-    t0 = time.perf_counter()
-    autoclass("io.anserini.index.IndexCollection").main([
-        "-collection", "JsonVectorCollection", "-input", str(collection), "-index", str(target),
-        "-generator", "DefaultLuceneDocumentGenerator", "-threads", str(cfg.build_threads), "-impact",
-        "-pretokenized", "-optimize", "-quiet"])
-    build_s = time.perf_counter() - t0
-    shutil.rmtree(collection)
-    searcher = autoclass("io.anserini.search.SimpleImpactSearcher")(str(target))
-    JHashMap, JInteger, JArrayList = (autoclass(c) for c in ("java.util.HashMap", "java.lang.Integer",
-                                                             "java.util.ArrayList"))
-    jqueries, qids = JArrayList(), JArrayList()
-    single = []
-    for q, (terms, weights) in enumerate(_query_terms(queries)):
-        jq = JHashMap()
-        for t, w in zip(terms, weights, strict=True):
-            jq.put(f"t{t}", JInteger(int(w)))
-        jqueries.add(jq)
-        qids.add(str(q))
-        single.append(jq)
-    for k in cfg.ks:
-        def batch(k=k):
-            hits = searcher.batch_search(jqueries, qids, k, 1)  # Java-side: one thread
-            return hits
-
-        numbers, result = Timing(batch=batch, single=lambda q, k=k: searcher.search(single[q], k)).measure(
-            len(single), report.config["floor_ms_per_query"])
-        retrieved = [[int(h.docid) for h in result.get(str(q))] for q in range(len(single))]
-        ref = refs[k]
-        report.rows.append(Row("lucene (pyserini 1.6.0 impact)", "MaxScore/WAND (Lucene 10)", index.n_docs, k,
-                               exact=True, index_bytes=directory_size(target), build_s=build_s,
-                               recall=scorer.recall(retrieved, ref.doc_index, ref.int_scores),
-                               note="wrapper: pyjnius (the batch returns a Java map)", **numbers))
-
-
-def bench_pisa(cfg, index, queries, scorer, refs, work: Path, report: Report):
-    import pandas as pd
-    import pyterrier_pisa as pp
-
-    qd = _quantized_terms(index)
-
-    def corpus():
-        for i in range(qd.shape[0]):
-            cols = qd.indices[qd.indptr[i]:qd.indptr[i + 1]]
-            vals = qd.data[qd.indptr[i]:qd.indptr[i + 1]]
-            yield {"docno": str(i), "toks": {f"t{c}": int(v) for c, v in zip(cols, vals, strict=True)}}
-
-    target = work / "pisa"
-    pisa = pp.PisaIndex(str(target), stemmer="none", threads=cfg.build_threads)
-    t0 = time.perf_counter()
-    pisa.toks_indexer(scale=1.0).index(tqdm(corpus(), total=qd.shape[0], desc="pisa: indexing", leave=False,
-                                            disable=None))
-    build_s = time.perf_counter() - t0
-    frame = pd.DataFrame([{"qid": str(q), "query_toks": {f"t{t}": float(w) for t, w in zip(terms, weights,
-                                                                                            strict=True)}}
-                          for q, (terms, weights) in enumerate(_query_terms(queries))])
-    singles = [frame.iloc[q:q + 1] for q in range(len(frame))]
-    for k in cfg.ks:
-        for algorithm in ("maxscore", "block_max_maxscore", "block_max_wand"):
-            retr = pisa.quantized(num_results=k, query_algorithm=algorithm, toks_scale=1.0, threads=1)
-            numbers, result = Timing(batch=lambda r=retr: r(frame), single=lambda q, r=retr: r(singles[q])).measure(
-                len(frame), report.config["floor_ms_per_query"])
-            result = result.sort_values(["qid", "rank"])
-            by_query = {qid: [int(d) for d in group["docno"]] for qid, group in result.groupby("qid", sort=False)}
-            retrieved = [by_query.get(str(q), []) for q in range(len(frame))]
-            ref = refs[k]
-            report.rows.append(Row("pisa (pyterrier-pisa)", algorithm, index.n_docs, k, exact=True,
-                                   index_bytes=directory_size(target), build_s=build_s,
-                                   recall=scorer.recall(retrieved, ref.doc_index, ref.int_scores),
-                                   note="wrapper: pandas in and out", **numbers))
-
-
-def bench_seismic(cfg, index, queries, scorer, refs, work: Path, report: Report):
-    import seismic
-
-    qd = _quantized_terms(index)
-    string = seismic.get_seismic_string()
-    dataset = seismic.SeismicDataset()
-    for i in tqdm(range(qd.shape[0]), desc="seismic: dataset", leave=False, disable=None):
-        cols = qd.indices[qd.indptr[i]:qd.indptr[i + 1]]
-        dataset.add_document(str(i), np.array([f"t{c}" for c in cols], dtype=string),
-                             qd.data[qd.indptr[i]:qd.indptr[i + 1]].astype(np.float32))
-    t0 = time.perf_counter()
-    sindex = seismic.SeismicIndex.build_from_dataset(dataset, num_threads=cfg.build_threads)
-    build_s = time.perf_counter() - t0
-    sindex.save(str(work / "seismic"))
-    size = sum(p.stat().st_size for p in work.glob("seismic*") if p.is_file()) or directory_size(work / "seismic")
-    pairs = _query_terms(queries)
-    qcomp = [np.array([f"t{t}" for t in terms], dtype=string) for terms, _ in pairs]
-    qval = [weights.astype(np.float32) for _, weights in pairs]
-    cut = max(len(terms) for terms, _ in pairs)  # every query term, as the other engines get
-    for k in cfg.ks:
-        for heap_factor in cfg.seismic_heap_factors:
-            def batch(k=k, h=heap_factor):
-                # pyseismic-lsr 0.5.4's batch_search returned recall 0.32 where the same queries one by one give
-                # 0.998 (20k documents, heap_factor 0.9): the batch is timed as a loop over search() (Rust via pyo3,
-                # so the loop adds microseconds) - see the wrapper column
-                return [[int(r[2]) for r in sindex.search(str(q), qcomp[q], qval[q], k=k, query_cut=cut, heap_factor=h)]
-                        for q in range(len(qcomp))]
-
-            def one(q, k=k, h=heap_factor):
-                sindex.search(str(q), qcomp[q], qval[q], k=k, query_cut=cut, heap_factor=h)
-
-            numbers, retrieved = Timing(batch=batch, single=one).measure(len(qcomp),
-                                                                        report.config["floor_ms_per_query"])
-            ref = refs[k]
-            report.rows.append(Row("seismic (pyseismic-lsr)", f"approximate, default build, heap_factor {heap_factor}",
-                                   index.n_docs, k, exact=False, index_bytes=size, build_s=build_s,
-                                   recall=scorer.recall(retrieved, ref.doc_index, ref.int_scores),
-                                   note="batch = a loop over search(): its batch_search lost recall", **numbers))
-
-
-PEERS = {"lucene": bench_lucene, "pisa": bench_pisa, "seismic": bench_seismic}
-
-
 def workload_vectors(cfg: IndexBenchConfig) -> tuple[sp.csr_matrix, sp.csr_matrix, dict[str, Any]]:
     if cfg.workload == "synthetic":
         docs = synthetic_sparse(cfg.n_docs, cfg.vocab, cfg.doc_terms, cfg.seed, cfg.zipf_exponent, cfg.zipf_offset,
                                 cfg.rarity_power)
-        queries = synthetic_sparse(cfg.n_queries, cfg.vocab, cfg.query_terms, cfg.seed + 1, cfg.zipf_exponent,
-                                   cfg.zipf_offset, cfg.rarity_power)
+        queries = synthetic_sparse(2 * cfg.n_queries, cfg.vocab, cfg.query_terms, cfg.seed + 1, cfg.zipf_exponent,
+                                   cfg.zipf_offset, cfg.rarity_power)  # tuning + evaluation
         return docs, queries, {"name": "synthetic"}
     kind, _, where = cfg.workload.partition(":")
     if kind != "fitted" or not where:
         raise ValueError(f"workload must be 'synthetic' or 'fitted:PROFILE', not {cfg.workload!r}")
     profile = load_profile(Path(where))
-    docs, queries = generate(profile, cfg.n_docs, cfg.n_queries, cfg.seed)
+    docs, queries = generate(profile, cfg.n_docs, 2 * cfg.n_queries, cfg.seed)  # tuning + evaluation
     return docs, queries, {"name": profile["name"], "profile": where, "fitted_on": profile["fitted_on"],
                            "source": profile["source"]}
 
@@ -390,64 +199,123 @@ def workload_vectors(cfg: IndexBenchConfig) -> tuple[sp.csr_matrix, sp.csr_matri
 def run_index_bench(cfg: IndexBenchConfig) -> Report:
     report = Report(config=asdict(cfg))
     docs, queries, workload = workload_vectors(cfg)
+    n_tune = queries.shape[0] - cfg.n_queries
+    tune_rows, eval_rows = list(range(n_tune)), list(range(n_tune, queries.shape[0]))
     report.config["workload_info"] = workload
-    report.config["postings"] = int(docs.nnz)
-    report.config["mean_doc_terms"] = float(docs.nnz / docs.shape[0])
-    report.config["mean_query_terms"] = float(queries.nnz / queries.shape[0])
+    report.config.update({"postings": int(docs.nnz), "mean_doc_terms": float(docs.nnz / docs.shape[0]),
+                          "mean_query_terms": float(queries.nnz / queries.shape[0]), "tuning_queries": n_tune,
+                          "evaluation_queries": len(eval_rows)})
     parent = Path(cfg.work_dir) if cfg.work_dir else None
     if parent is not None:
         parent.mkdir(parents=True, exist_ok=True)  # --work-dir names a folder to use, not one that must exist
     work = Path(tempfile.mkdtemp(prefix="index-bench-", dir=parent))
     try:
-        index, scorer, refs = bench_ours(cfg, docs, queries, work, report)
-        report.config["flops"] = index.overlap_flops(queries)
-        del docs
-        for name in cfg.peers:
+        ours = Ours.build(docs, queries, work, cfg.block_size, cfg.approximate)
+        index = ours.index
+        scorer = ExactScorer(index, queries)
+        floor = streaming_floor(index, queries[eval_rows])
+        report.config.update({"floor_" + k: v for k, v in floor.items()})
+        report.config["flops"] = index.overlap_flops(queries[eval_rows])
+        refs = {k: index.search(queries, k=k, algorithm="exhaustive") for k in cfg.ks}
+        docs_q, pairs = index.document_matrix(np.int32), query_terms(queries)
+        engines = [lambda: ours, lambda: OursPruned(docs, queries, work, cfg.block_size, cfg.pruned, index)]
+        makers = {"lucene": lambda: Lucene(docs_q, pairs, work, cfg.build_threads),
+                  "pisa": lambda: Pisa(docs_q, pairs, work, cfg.build_threads),
+                  "seismic": lambda: Seismic(docs_q, pairs, work, cfg.build_threads, cfg.seismic_builds,
+                                             cfg.seismic_heap_factors),
+                  "bmp": lambda: Bmp(docs_q, pairs, work, cfg.bmp_block_sizes, cfg.bmp_alphas)}
+        engines += [(name, makers[name]) for name in cfg.peers]
+        for item in engines:
+            name, make = item if isinstance(item, tuple) else (None, item)
             try:
-                PEERS[name](cfg, index, queries, scorer, refs, work, report)
+                engine = make()
+                for built in engine.builds():
+                    for k in cfg.ks:
+                        for setting in engine.settings(built, k):
+                            _measure_setting(engine.system, built, setting, k, cfg, tune_rows, eval_rows, scorer,
+                                             refs[k], floor["ms_per_query"], index.n_docs, report)
             except Exception as err:  # a peer that will not install or run is reported, never fatal
+                if name is None:
+                    raise
                 report.skipped[name] = f"{type(err).__name__}: {err}"
                 traceback.print_exc()
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    choose_points(report)
     report.config["ratios"] = ratios(report)
     return report
 
 
+def _measure_setting(system: str, built, setting: Setting, k: int, cfg: IndexBenchConfig, tune_rows: list[int],
+                     eval_rows: list[int], scorer: ExactScorer, ref, floor_ms: float, n_docs: int,
+                     report: Report) -> None:
+    tuned, found = measure(setting, tune_rows, k, cfg.warmups, singles=False)
+    tune_recall = scorer.recall(found, tune_rows, ref.doc_index, ref.int_scores)
+    numbers, found = measure(setting, eval_rows, k, cfg.warmups, singles=True)
+    recall = scorer.recall(found, eval_rows, ref.doc_index, ref.int_scores)
+    named = setting.variant.startswith(built.name) or built.name == "exact index"
+    variant = setting.variant if named else f"{built.name}: {setting.variant}"
+    report.rows.append(Row(system, variant, n_docs, k, setting.exact, index_bytes=built.size_bytes,
+                           build_s=built.build_s, convert_s=built.convert_s, tune_ms=tuned["batch_ms"],
+                           tune_recall=tune_recall, recall=recall,
+                           floor_x=numbers["batch_ms"] / floor_ms if floor_ms > 0 else None,
+                           note="; ".join(n for n in (setting.note, built.note) if n), **numbers))
+
+
+def choose_points(report: Report) -> None:
+    """Mark each engine's points, chosen on the tuning queries only: the fastest exact setting, and the fastest
+    setting with tuning recall >= 0.99 (the most accurate where none reaches it)."""
+    for k in sorted({r.k for r in report.rows}):
+        for system in sorted({r.system for r in report.rows}):
+            rows = [r for r in report.rows if r.system == system and r.k == k]
+            exact = [r for r in rows if r.exact]
+            if exact:
+                min(exact, key=lambda r: r.tune_ms).chosen = "exact"
+            approx = [r for r in rows if (r.tune_recall or 0) >= 0.99]
+            if approx:
+                best = min(approx, key=lambda r: r.tune_ms)
+            elif rows:
+                best = max(rows, key=lambda r: (r.tune_recall or 0, -(r.tune_ms or 0)))
+            else:
+                continue
+            best.chosen = (best.chosen + "+approximate").lstrip("+") if best.chosen else "approximate"
+
+
 def ratios(report: Report) -> dict[str, Any]:
-    """The issue's goals, as ratios of batch ms/query measured in this run (None where a row is missing).
+    """The issue's goals, as ratios of *evaluation* ms/query of the points chosen on the tuning queries.
 
-    The approximate goal compares our fastest row at recall >= 0.99 with Seismic's fastest at recall >= 0.99; where
-    no Seismic setting reaches it (PROSPER-shaped vectors), with Seismic's most accurate setting, and says so in
-    ``reference`` - a bar Seismic itself does not clear, so never a softer one."""
-    def best(system: str, k: int, exact: bool = True, min_recall: float = 0.0, variant: str | None = None):
-        rows = [r for r in report.rows if r.system.startswith(system) and r.k == k and r.exact == exact
-                and (r.recall or 0) >= min_recall and (variant is None or r.variant == variant)]
-        return min(rows, key=lambda r: r.batch_ms) if rows else None
+    Exact: ours against PISA's and Lucene's chosen exact points and BMP's safe mode (alpha 1.0, its fastest block
+    size on tuning). Approximate: our point against Seismic's (each the fastest at tuning recall >= 0.99, or the most
+    accurate where that is never reached - ``reference`` says which, and the recall the evaluation queries gave)."""
+    def chosen(system: str, k: int, what: str) -> Row | None:
+        rows = [r for r in report.rows if r.system.startswith(system) and r.k == k and what in r.chosen.split("+")]
+        return rows[0] if rows else None
 
-    def ratio(slow, fast):
-        return None if slow is None or fast is None else round(slow.batch_ms / fast.batch_ms, 2)
+    def ratio(slow: Row | None, fast: Row | None) -> float | None:
+        return None if slow is None or fast is None or not fast.batch_ms else round(slow.batch_ms / fast.batch_ms, 2)
+
+    def point(row: Row | None) -> dict[str, Any] | None:
+        return row and {"variant": row.variant, "batch_ms": row.batch_ms, "recall": row.recall,
+                        "tune_recall": row.tune_recall, "index_bytes": row.index_bytes}
 
     out: dict[str, Any] = {}
     for k in sorted({r.k for r in report.rows}):
-        ours = best("prosper-bench", k)
-        out[f"k={k}"] = {
-            "ours_best_exact": ours and ours.variant,
-            "vs_our_exhaustive": ratio(best("prosper-bench", k, variant="exhaustive"), ours),
-            "vs_pisa_best_exact": ratio(best("pisa", k), ours),
-            "vs_lucene": ratio(best("lucene", k), ours),
-        }
-        approx = best("prosper-bench", k, exact=False, min_recall=0.99)
-        seismic, reference = best("seismic", k, exact=False, min_recall=0.99), "fastest at recall >= 0.99"
-        if seismic is None:  # Seismic never reaches 0.99 here: its most accurate setting is the bar
-            rows = [r for r in report.rows if r.system.startswith("seismic") and r.k == k and r.recall is not None]
-            seismic = max(rows, key=lambda r: (r.recall, -r.batch_ms)) if rows else None
-            reference = "highest recall (below 0.99)"
+        ours = chosen("prosper-bench", k, "exact")
+        bmp_safe = [r for r in report.rows if r.system.startswith("bmp") and r.k == k and r.exact]
+        bmp_safe_row = min(bmp_safe, key=lambda r: r.tune_ms) if bmp_safe else None
+        out[f"k={k}"] = {"ours_exact": point(ours),
+                         "vs_our_exhaustive": ratio(next((r for r in report.rows if r.system == "prosper-bench"
+                                                          and r.k == k and r.variant == "exhaustive"), None), ours),
+                         "vs_pisa": ratio(chosen("pisa", k, "exact"), ours),
+                         "vs_lucene": ratio(chosen("lucene", k, "exact"), ours),
+                         "vs_bmp_safe": ratio(bmp_safe_row, ours), "bmp_safe": point(bmp_safe_row)}
+        approx, seismic = chosen("prosper-bench", k, "approximate"), chosen("seismic", k, "approximate")
+        reference = ("fastest at tuning recall >= 0.99" if seismic is not None and (seismic.tune_recall or 0) >= 0.99
+                     else "highest tuning recall (below 0.99)")
         out[f"k={k}"]["approximate_recall>=0.99"] = {
-            "ours": approx and {"variant": approx.variant, "batch_ms": approx.batch_ms, "recall": approx.recall},
-            "seismic": seismic and {"variant": seismic.variant, "batch_ms": seismic.batch_ms,
-                                    "recall": seismic.recall, "reference": reference},
-            "time_vs_seismic": ratio(approx, seismic),
+            "ours": point(approx), "seismic": seismic and {**point(seismic), "reference": reference},
+            "time_vs_seismic": (round(approx.batch_ms / seismic.batch_ms, 2) if approx and seismic and seismic.batch_ms
+                                else None),
             "index_size_vs_seismic": (round(approx.index_bytes / seismic.index_bytes, 3)
                                       if approx and seismic and seismic.index_bytes else None)}
     return out
@@ -462,22 +330,45 @@ def markdown(reports: list[Report]) -> str:
     for report in reports:
         c = report.config
         lines.append(f"### {c['n_docs']:,} documents, workload `{c['workload']}` ({c['mean_doc_terms']:.0f} terms/doc, "
-                     f"{c['mean_query_terms']:.0f} terms/query, {c['n_queries']} queries, FLOPS {c['flops']:.1f})\n")
+                     f"{c['mean_query_terms']:.0f} terms/query, {c['tuning_queries']} tuning + "
+                     f"{c['evaluation_queries']} evaluation queries, FLOPS {c['flops']:.1f})\n")
         lines.append(f"Physical floor: {c['floor_ns_per_posting']:.2f} ns per posting of a plain streaming pass, "
                      f"{c['floor_postings_per_query']:,.0f} postings per query -> {c['floor_ms_per_query']:.2f} ms. "
-                     "All timings: 1 thread; ms/query = native batch call after one warm-up batch.\n")
-        lines.append("| system | algorithm | k | exact | index MB | build s | ms/query | x floor | single-call p50 ms "
-                     "| wrapper ms | recall |")
-        lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+                     f"All timings: 1 thread; ms/query = native batch call after {c.get('warmups', 1)} warm-up "
+                     "batches. `chosen`: the engine's point picked on the tuning queries; every other number is on "
+                     "the evaluation queries.\n")
+        lines.append("| system | setting | k | exact | index MB | convert s | build s | tuning ms | tuning recall "
+                     "| ms/query | x floor | single p50 ms | wrapper ms | recall | chosen |")
+        lines.append("|" + "---|" * 15)
         for r in report.rows:
             lines.append(f"| {r.system} | {r.variant} | {r.k} | {'yes' if r.exact else 'no'} | "
-                         f"{(r.index_bytes or 0) / 2**20:.1f} | {_fmt(r.build_s, '.1f')} | {_fmt(r.batch_ms, '.2f')} | "
+                         f"{(r.index_bytes or 0) / 2**20:.1f} | {_fmt(r.convert_s, '.1f')} | {_fmt(r.build_s, '.1f')} | "
+                         f"{_fmt(r.tune_ms, '.2f')} | {_fmt(r.tune_recall, '.4f')} | {_fmt(r.batch_ms, '.2f')} | "
                          f"{_fmt(r.floor_x, '.1f')} | {_fmt(r.single_p50_ms, '.2f')} | {_fmt(r.wrapper_ms, '.2f')} | "
-                         f"{_fmt(r.recall, '.4f')} |")
+                         f"{_fmt(r.recall, '.4f')} | {r.chosen} |")
         for name, why in report.skipped.items():
             lines.append(f"\n{name} not measured: {why}")
-        lines.append("\nRatios (batch ms/query, this run): `" + json.dumps(c.get("ratios", {})) + "`\n")
+        lines.append("\nRatios (evaluation ms/query of the points chosen on tuning, this run): `"
+                     + json.dumps(c.get("ratios", {})) + "`\n")
     return "\n".join(lines)
+
+
+def curves_svg(report: Report, k: int) -> str:
+    """Recall against ms/query for every engine's settings at one k (evaluation queries), as one SVG figure."""
+    from benchmark.svgplot import Point, scatter
+
+    points = []
+    for r in report.rows:
+        if r.k != k or r.batch_ms is None or r.recall is None:
+            continue
+        family = {"prosper-bench": "ours"}.get(r.system, r.system.split(" ")[0].capitalize())
+        label = r.system.split(" ")[0] + (" *" if r.chosen else "")
+        points.append(Point(r.batch_ms, r.recall * 100, label if r.chosen else "", family,
+                            "real" if r.exact else "scratch"))
+    c = report.config
+    return scatter(points, f"{c['workload_info'].get('name', c['workload'])}, {c['n_docs']:,} docs, k={k}: recall "
+                           "against time (filled: exact, hollow: approximate, *: chosen on tuning)",
+                   "ms/query (1 thread, log)", y_label="recall of the exact top-k (%)")
 
 
 def write_reports(reports: list[Report], output: Path) -> tuple[Path, Path]:
@@ -487,9 +378,15 @@ def write_reports(reports: list[Report], output: Path) -> tuple[Path, Path]:
     folder = Path(output) / "index-bench"
     folder.mkdir(parents=True, exist_ok=True)
     json_path, md_path = folder / f"{stamp}.json", folder / f"{stamp}.md"
-    payload = {"schema_version": 2, "created": stamp, "environment": environment(),
+    payload = {"schema_version": 3, "created": stamp, "environment": environment(),
                "reports": [{"config": r.config, "rows": [asdict(x) for x in r.rows], "skipped": r.skipped}
                            for r in reports]}
     json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    md_path.write_text("# Inverted index benchmark\n\n" + markdown(reports))
+    figures = []
+    for i, report in enumerate(reports):
+        for k in report.config["ks"]:
+            svg = folder / f"{stamp}-{i}-k{k}.svg"
+            svg.write_text(curves_svg(report, k), encoding="utf-8")
+            figures.append(f"![curves]({svg.name})")
+    md_path.write_text("# Inverted index benchmark\n\n" + markdown(reports) + "\n" + "\n".join(figures) + "\n")
     return json_path, md_path

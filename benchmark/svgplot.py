@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from html import escape
 
 FAMILY_COLOURS = {"BM25": "#4e79a7", "dense": "#f28e2b", "SPLADE": "#59a14f", "PROSPER": "#e15759",
-                  "DeepCT": "#b07aa1", "Doc2Query": "#9c755f", "hybrid": "#76b7b2", "external": "#7f7f7f"}
+                  "DeepCT": "#b07aa1", "Doc2Query": "#9c755f", "hybrid": "#76b7b2", "external": "#7f7f7f",
+                  # index-bench engines
+                  "ours": "#e15759", "Lucene": "#4e79a7", "Pisa": "#59a14f", "Seismic": "#f28e2b", "Bmp": "#b07aa1"}
 WIDTH, HEIGHT = 620, 380
 LEFT, RIGHT, TOP, BOTTOM = 58, 16, 30, 48
 CHAR_WIDTH, FONT = 6.0, 11  # an estimate of a label's width: monospace-ish, good enough to avoid collisions

@@ -105,3 +105,32 @@ def test_a_version_1_index_still_loads_with_its_forward_index(collection, tmp_pa
     (tmp_path / "v1" / "approximate.json").write_text(json.dumps({"format_version": 99, "postings_per_list": 150}))
     with pytest.raises(ValueError, match="format 99"):
         ApproximateIndex.load(tmp_path / "v1")
+
+
+def test_the_pruning_rule_is_chosen_from_the_impact_histogram():
+    """PROSPER's bimodal weights (a low expansion mode, a high literal mode) get an impact floor above the low mode;
+    a Zipf-like, unimodal collection gets per-list pruning with exact rescoring."""
+    from retrievers.approximate_index import choose_pruning
+
+    rng = np.random.default_rng(0)
+    bimodal = np.concatenate([rng.integers(1, 13, 50_000), rng.integers(150, 256, 40_000), rng.integers(13, 150, 500)])
+    choice = choose_pruning(bimodal, 1000)
+    assert choice.rule == "impact_floor" and 12 < choice.impact_floor < 150 and not choice.forward
+    zipf = 1 + np.floor(254 * rng.beta(0.6, 3, 90_000)).astype(int)
+    choice = choose_pruning(zipf, 1000)
+    assert choice.rule == "postings_per_list" and choice.postings_per_list == 1000 and choice.forward
+
+
+def test_approximate_serving_is_an_option_that_records_its_recall_of_exact(tmp_path):
+    from benchmark.cli import main
+    from benchmark.results import find_results, load_result
+
+    tiny = ["--set", "scratch.hidden_size=16", "--set", "scratch.layers=1", "--set", "scratch.intermediate_size=32",
+            "--set", "train.epochs=1", "--set", "latency_queries=5", "--set", "serving=approximate"]
+    assert main(["run", "prosper", "--dataset", "demo", "--output", str(tmp_path), *tiny]) == 0
+    (path,) = find_results(tmp_path, "demo")
+    payload = load_result(path)
+    approximate = payload["cost"]["extra"]["approximate"]
+    assert approximate["rule"] in ("impact_floor", "postings_per_list") and approximate["reason"]
+    assert 0.5 <= approximate["recall@10"] <= 1.0 and 0.5 <= approximate["recall@1000"] <= 1.0
+    assert payload["retriever"]["name"].startswith("prosper+") and payload["retriever"]["overrides"]["serving"] == "approximate"
