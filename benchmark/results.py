@@ -115,7 +115,8 @@ def write_result(payload: dict[str, Any], output: Path, dataset: str, retriever:
     from benchmark.runfile import write_trec_run
 
     when = dt.datetime.now(dt.UTC)
-    payload = {"schema_version": SCHEMA_VERSION, "created": when.isoformat(timespec="seconds"), **payload}
+    payload = portable_paths({"schema_version": SCHEMA_VERSION, "created": when.isoformat(timespec="seconds"),
+                              **payload})
     path = result_path(output, dataset, retriever, config_hash, when)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}")
     written: list[Path] = [tmp]
@@ -145,6 +146,52 @@ def write_result(payload: dict[str, Any], output: Path, dataset: str, retriever:
         raise
     tmp.unlink()
     return candidate
+
+
+def _places() -> list[tuple[str, str]]:
+    """(absolute prefix, portable name) of the machine-local places a result may mention, most specific first."""
+    import site
+    import sysconfig
+
+    from retrievers.cache import artefact_dir, cache_dir
+
+    places = [(str(artefact_dir()), "$PROSPER_BENCH_ARTEFACTS"), (str(cache_dir()), "$PROSPER_BENCH_CACHE")]
+    packages = {sysconfig.get_paths().get("purelib"), sysconfig.get_paths().get("platlib"), *site.getsitepackages()}
+    places += [(p, "site-packages") for p in sorted(filter(None, packages), key=len, reverse=True)]
+    places.append((str(Path(__file__).resolve().parent.parent), "$REPO"))
+    places.append((str(Path.home()), "~"))
+    return sorted(places, key=lambda item: len(item[0]), reverse=True)
+
+
+def portable_paths(payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` with no machine-local absolute path outside its config: data files relative to their data folder,
+    artefacts, cache entries and installed packages relative to where they live (``$PROSPER_BENCH_CACHE/...``,
+    ``site-packages/...``). The config keeps what the user gave (a ``model_path`` is part of what ran)."""
+    import copy
+
+    payload = copy.deepcopy(payload)
+    files = (payload.get("dataset") or {}).get("files") or {}
+    absolute = [Path(f["path"]) for f in files.values() if isinstance(f, dict) and str(f.get("path", "")).startswith("/")]
+    if absolute:
+        root = Path(os.path.commonpath([str(p.parent) for p in absolute]))
+        root = root.parent if root.name in ("ecom", "video", "medical") else root
+        for info in files.values():
+            if isinstance(info, dict) and str(info.get("path", "")).startswith("/"):
+                info["path"] = str(Path(info["path"]).relative_to(root))
+    places = _places()
+
+    def walk(node: Any, in_config: bool = False) -> Any:
+        if isinstance(node, dict):
+            return {k: walk(v, in_config or k in ("config", "overrides")) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, in_config) for v in node]
+        if isinstance(node, str) and node.startswith("/") and not in_config:
+            for prefix, name in places:
+                if node == prefix or node.startswith(prefix.rstrip("/") + "/"):
+                    return name + node[len(prefix.rstrip("/")):]
+        return node
+
+    return walk(payload)
 
 
 class ResultWriteError(OSError):

@@ -154,3 +154,31 @@ def test_no_verify_never_makes_a_partial_corpus_comparable(tmp_path, multicpr_di
     (ecom / "corpus.tsv").write_bytes((multicpr_dir / "ecom" / "corpus.partial.tsv").read_bytes())
     dataset = load_dataset("multicpr-ecom", data_dir=tmp_path, with_train=False, verify=False, download=False)
     assert len(dataset.corpus) == 2987 and not dataset.comparable_to_paper
+
+
+def test_result_files_hold_no_machine_local_absolute_paths(tmp_path, multicpr_dir):
+    """Data files relative to their data folder; artefacts, cache entries and packages relative to where they live;
+    only the config keeps what the user gave."""
+    import json
+
+    from benchmark.cli import main
+    from benchmark.results import find_results
+
+    assert main(["run", "bm25s-bert", "e5-small", "--dataset", "multicpr-ecom-pool", "--data-dir", str(multicpr_dir),
+                 "--output", str(tmp_path), "--set", "latency_queries=5"]) == 0
+    for path in find_results(tmp_path):
+        payload = json.loads(path.read_text())
+
+        def strings(node, in_config=False):
+            if isinstance(node, dict):
+                for key, value in node.items():
+                    yield from strings(value, in_config or key in ("config", "overrides"))
+            elif isinstance(node, list):
+                for value in node:
+                    yield from strings(value, in_config)
+            elif isinstance(node, str) and not in_config:
+                yield node
+
+        absolute = [s for s in strings(payload) if s.startswith("/")]
+        assert absolute == [], (path, absolute)
+        assert payload["dataset"]["files"]["corpus"]["path"] == "ecom/corpus.partial.tsv"
