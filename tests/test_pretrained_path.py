@@ -196,3 +196,18 @@ def test_e5_rows_load_the_packaged_port_online_or_not_and_the_source_keys_the_ca
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     assert resolve_weights(auto.config).provenance["source"] == "hf-cache"
     assert cache_key(auto) != port_key  # same config, other weights: another cache entry
+
+
+@pytest.mark.parametrize(("template", "checkpoint"), [("sparse-mlm", "bert-mlm-bf16"), ("sparse-causal", "qwen-bf16")])
+def test_your_own_sparse_checkpoint_runs_from_a_template_under_its_own_name(template, checkpoint, checkpoints,
+                                                                            tmp_path):
+    """A SPLADE-style masked-LM checkpoint and a PROSPER-style causal LM, by path, fine-tuned by the shared trainer
+    (the pretrained preset), filed under --name with their weights' sha256."""
+    folder = checkpoints[checkpoint]
+    assert main(["run", template, "--model-path", str(folder), "--name", f"my-{template}", "--dataset", "demo",
+                 "--output", str(tmp_path), *QUICK, *FEW]) == 0
+    (path,) = find_results(tmp_path, "demo", f"my-{template}")
+    payload = load_result(path)
+    model = payload["provenance"]["model"]
+    assert model["kind"] == "pretrained" and model["source"] == "path" and model["weights_sha256"]
+    assert payload["retriever"]["registered_as"] == template and payload["provenance"]["training"]["preset"] == "pretrained"
