@@ -37,10 +37,16 @@ GRADED = ("MRR@10", "nDCG@10")  # what the leaderboard grades a trained entry on
 
 
 def _run(row: str, dataset: str, output: Path, sets: list[str], env: dict[str, str], data_dir: str | None) -> dict:
+    """One run in its own process and its own empty cache: a model trained under a forced kernel must never be left
+    in the user's cache, where a later run would reuse it and record its own machine's kernels."""
+    import tempfile
+
     before = set(find_results(output, dataset))
-    cmd = [sys.executable, "-m", "benchmark", "run", row, "--dataset", dataset, "--output", str(output), "--rebuild"]
+    cmd = [sys.executable, "-m", "benchmark", "run", row, "--dataset", dataset, "--output", str(output)]
     cmd += [f"--set={s}" for s in sets] + (["--data-dir", data_dir] if data_dir else [])
-    done = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True)
+    with tempfile.TemporaryDirectory(prefix="prosper-bench-spread-") as cache:
+        done = subprocess.run(cmd, env={**os.environ, **env, "PROSPER_BENCH_CACHE": cache}, capture_output=True,
+                              text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
     (new,) = set(find_results(output, dataset)) - before
