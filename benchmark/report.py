@@ -114,7 +114,10 @@ def mark_significance(rows: list[Row]) -> dict[str, Any]:
     by_name = {r.name: r for r in scored}
     note: dict[str, Any] = {}
     real = [r for r in scored if r.real]
-    families = [(BASELINE, "†", by_name.get(BASELINE)), ("best", "‡", real[0] if real else None)]
+    best = real[0] if real else None
+    families = [(BASELINE, "†", by_name.get(BASELINE))]
+    if best is not None and best is not by_name.get(BASELINE):  # the best row being BM25 itself: one family is enough
+        families.append(("best", "‡", best))
     for label, mark, anchor in families:
         if anchor is None:
             continue
