@@ -175,8 +175,9 @@ def test_committed_artefacts_are_not_ignored_and_run_files_are():
     from pathlib import Path
 
     repo = Path(__file__).resolve().parent.parent
-    committed = ["results/REPORT.md", "results/leaderboard.yaml", "results/plots/demo-tradeoff.png",
-                 "results/demo/prosper/x.json", "results/index-bench/x.md"]
+    committed = ["results/REPORT.md", "results/index.html", "results/leaderboard.yaml", "results/plots/demo-tradeoff.png",
+                 "results/demo/prosper/x.json", "results/demo/prosper/x.perquery.tsv.gz", "results/index-bench/x.md",
+                 "results/index-bench/x-0-k10.svg", "results/spread/demo-prosper.json"]
     ignored = ["results/demo/prosper/x.trec", "data/corpus.tsv"]
     check = subprocess.run(["git", "check-ignore", *committed, *ignored], cwd=repo, capture_output=True, text=True)
     if check.returncode == 128:
