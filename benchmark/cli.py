@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     spread.add_argument("--seed-key", default="train.seed", help="the --set key of the seed (train_pretrained.seed "
                                                                   "for pretrained weights)")
     spread.add_argument("--output", default=str(DEFAULT_OUTPUT / "spread"))
+    spread.add_argument("--native", metavar="RESULT", help="an existing result of the row (current config, this "
+                        "machine) to use as the native run instead of training it again")
     spread.add_argument("--resummarize", action="store_true",
                         help="recompute the tolerance of an existing <output>/<dataset>-<name>.json from its runs")
 
@@ -527,8 +529,12 @@ def cmd_spread(args: argparse.Namespace) -> int:
         summary = json.loads(existing.read_text(encoding="utf-8"))
         summary.update(summarize(summary["runs"]))
     else:
-        summary = measure(args.name, args.dataset, Path(args.output), args.seeds, args.kernels, args.seed_key,
-                          args.data_dir)
+        try:
+            summary = measure(args.name, args.dataset, Path(args.output), args.seeds, args.kernels, args.seed_key,
+                              args.data_dir, args.native)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     for key, run in summary["runs"].items():
         print(f"{key:<14} {run['capability'] or '-':<8} " + " ".join(f"{m} {v:.4f}" for m, v in run["metrics"].items()))
     print(f"tolerance {summary['tolerance']} ({summary['rule']})")
@@ -621,9 +627,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for name, pick in selected.items():
         print(f"{name}: {pick.path}" + (f" ({pick.note})" if pick.note else ""))
     if args.json:
-        payload = {"dataset": args.dataset, "results": {n: str(p.path) for n, p in selected.items()},
+        results_root = Path(args.results).resolve()
+        payload = {"dataset": args.dataset,  # result files named relative to the results folder, as the report does
+                   "results": {n: (str(p.path.resolve().relative_to(results_root))
+                                   if results_root in p.path.resolve().parents else str(p.path))
+                               for n, p in selected.items()},
                    "comparisons": [c.as_dict() for c in everything]}
-        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        target = Path(args.json)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        except OSError as err:
+            print(f"error: could not write {target}: {err.strerror or err} (the comparisons are printed above)",
+                  file=sys.stderr)
+            return 2
         print(f"wrote {args.json}")
     return 0
 

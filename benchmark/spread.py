@@ -56,10 +56,40 @@ def _run(row: str, dataset: str, output: Path, sets: list[str], env: dict[str, s
             "metrics": {m: payload["metrics"][m] for m in METRICS}}
 
 
+def native_from(path: Path, row: str, dataset: str) -> dict[str, Any]:
+    """An existing result as the native run - the row's current registered config, no overrides, made on a CPU of
+    this machine's model and kernels - so a row that takes minutes to train is not trained a second time for it."""
+    from benchmark.registry import load_registry
+    from benchmark.results import machine
+    from benchmark.rows import currency, meaningful_overrides, registered_as
+
+    payload = load_result(path)
+    problems = []
+    if registered_as(payload) != row:
+        problems.append(f"it is a result of {registered_as(payload)!r}, not of {row!r}")
+    elif meaningful_overrides(payload.get("retriever", {}).get("overrides")):
+        problems.append("it was run with its own settings, not the registered config")
+    if payload.get("dataset", {}).get("name") not in (dataset, None):
+        problems.append(f"it is on {payload['dataset']['name']!r}, not {dataset!r}")
+    why = currency(payload, load_registry())
+    if why:
+        problems.append(f"it is not of the current config ({why})")
+    ran_on = payload.get("environment", {}).get("machine", {})
+    here = machine()
+    for key, value in ((k, here.get(k)) for k in ("cpu_model", "torch_cpu_capability")):
+        if ran_on.get(key) != value:
+            problems.append(f"its {key} is {ran_on.get(key)!r}, this machine's {value!r}")
+    if problems:
+        raise ValueError(f"--native {path}: " + "; ".join(problems))
+    return {"file": str(path), "capability": ran_on.get("torch_cpu_capability"),
+            "metrics": {m: payload["metrics"][m] for m in METRICS}}
+
+
 def measure(row: str, dataset: str, output: Path, seeds: list[int], kernels: list[str], seed_key: str,
-            data_dir: str | None = None) -> dict[str, Any]:
+            data_dir: str | None = None, native: Path | None = None) -> dict[str, Any]:
     output = Path(output)
-    runs: dict[str, Any] = {"native": _run(row, dataset, output / "runs", [], {}, data_dir)}
+    runs: dict[str, Any] = {"native": (native_from(Path(native), row, dataset) if native
+                                       else _run(row, dataset, output / "runs", [], {}, data_dir))}
     for kernel in kernels:
         runs[f"kernel:{kernel}"] = _run(row, dataset, output / "runs", [], KERNEL_ENV[kernel], data_dir)
     for seed in seeds:

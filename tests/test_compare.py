@@ -125,12 +125,14 @@ def test_on_the_pool_bm25_tokenizers_differ_and_the_two_bm25_engines_do_not(tmp_
         (result,) = (out / "multicpr-ecom-pool" / row).glob("*.json")
         assert sidecar_path(result).exists()
     capsys.readouterr()
-    report = tmp_path / "compare.json"
+    report = tmp_path / "comparisons" / "pool.json"  # a folder that does not exist yet is made
     assert main(["compare", "bm25-bert", "bm25-qwen", "bm25s-bert", "--dataset", "multicpr-ecom-pool",
                  "--results", str(out), "--metric", "MRR@10", "nDCG@10", "--json", str(report)]) == 0
     text = capsys.readouterr().out
     assert "bm25-bert - bm25-qwen" in text and "95% CI" in text
-    pairs = {(c["a"], c["b"], c["metric"]): c for c in json.loads(report.read_text())["comparisons"]}
+    written = json.loads(report.read_text())
+    assert written["results"]["bm25-bert"].startswith("multicpr-ecom-pool/bm25-bert/")  # relative: portable
+    pairs = {(c["a"], c["b"], c["metric"]): c for c in written["comparisons"]}
     assert pairs[("bm25-bert", "bm25-qwen", "MRR@10")]["significant"]
     assert pairs[("bm25-bert", "bm25-qwen", "MRR@10")]["difference"] > 0.03
     assert not pairs[("bm25-bert", "bm25s-bert", "MRR@10")]["significant"]
