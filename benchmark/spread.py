@@ -12,6 +12,10 @@ tolerance = max(2 x the largest kernel deviation from the native run, the seeds'
 and nDCG@10 (what the leaderboard grades a trained entry on), rounded up to 0.005: twice what another CPU family was
 seen to do, and never less than one seed's worth of chaos. The summary (every value, the rule, the machine) is written to
 ``results/spread/<dataset>-<row>.json``; the leaderboard cites it.
+
+Forcing kernels costs time where a row trains in bf16 autocast (the e5 preset): below AVX-512 the CPU has no bf16
+instructions and torch emulates them - measured ~6x slower per epoch for prosper-e5 under forced AVX2 - so such a
+row is measured over seeds only (``--kernels`` with no value), and ``--native RESULT`` reuses the row's own run.
 """
 
 from __future__ import annotations
