@@ -512,29 +512,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_spread(args: argparse.Namespace) -> int:
     from benchmark.registry import load_registry
-    from benchmark.spread import measure, write
+    from benchmark.spread import measure, resummarize, write
 
     if args.name not in load_registry():
         print(f"error: unknown retriever {args.name!r}", file=sys.stderr)
         return 2
-    if args.resummarize:
-        import json
-
-        from benchmark.spread import summarize
-
-        existing = Path(args.output) / f"{args.dataset}-{args.name}.json"
-        if not existing.is_file():
-            print(f"error: {existing} does not exist: run spread without --resummarize first", file=sys.stderr)
-            return 2
-        summary = json.loads(existing.read_text(encoding="utf-8"))
-        summary.update(summarize(summary["runs"]))
-    else:
-        try:
-            summary = measure(args.name, args.dataset, Path(args.output), args.seeds, args.kernels, args.seed_key,
-                              args.data_dir, args.native)
-        except ValueError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+    try:
+        summary = (resummarize(args.name, args.dataset, Path(args.output)) if args.resummarize else
+                   measure(args.name, args.dataset, Path(args.output), args.seeds, args.kernels, args.seed_key,
+                           args.data_dir, args.native))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     for key, run in summary["runs"].items():
         print(f"{key:<14} {run['capability'] or '-':<8} " + " ".join(f"{m} {v:.4f}" for m, v in run["metrics"].items()))
     print(f"tolerance {summary['tolerance']} ({summary['rule']})")
@@ -627,11 +616,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for name, pick in selected.items():
         print(f"{name}: {pick.path}" + (f" ({pick.note})" if pick.note else ""))
     if args.json:
-        results_root = Path(args.results).resolve()
-        payload = {"dataset": args.dataset,  # result files named relative to the results folder, as the report does
-                   "results": {n: (str(p.path.resolve().relative_to(results_root))
-                                   if results_root in p.path.resolve().parents else str(p.path))
-                               for n, p in selected.items()},
+        from benchmark.results import named_under
+
+        payload = {"dataset": args.dataset,
+                   "results": {n: named_under(p.path, Path(args.results)) for n, p in selected.items()},
                    "comparisons": [c.as_dict() for c in everything]}
         target = Path(args.json)
         try:

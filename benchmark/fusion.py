@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.evaluation import evaluate_with_per_query
-from benchmark.results import environment, load_result, write_result
+from benchmark.results import environment, load_result, named_under, write_result
 from benchmark.runfile import read_trec_run
 from benchmark.selection import select_results
 
@@ -75,8 +75,7 @@ def fuse_rows(results: Path, dataset, rows: list[str], method: str, output: Path
                              f"'python -m benchmark run {row} --dataset {dataset.name}' first")
         runs.append(read_trec_run(trec))
         payload = load_result(pick.path)
-        parts.append({"row": row, "file": str(pick.path.relative_to(results) if results in pick.path.parents
-                                              else pick.path), "retriever": payload.get("retriever", {}),
+        parts.append({"row": row, "file": named_under(pick.path, results), "retriever": payload.get("retriever", {}),
                       "provenance": payload.get("provenance", {}),
                       "git": payload.get("environment", {}).get("git", {})})
     fused, chosen = fuse_runs(runs, dataset.qrels, method)

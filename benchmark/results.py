@@ -202,6 +202,15 @@ class ResultFileError(ValueError):
     """A file under results/ that is not a readable result: names the file and what is wrong."""
 
 
+def named_under(path: Path, root: Path) -> str:
+    """``path`` as written into a committed file: relative to ``root`` when it lies under it (so the file reads the
+    same on every checkout), else as given."""
+    path, root = Path(path), Path(root)
+    if root.resolve() in path.resolve().parents:
+        return str(path.resolve().relative_to(root.resolve()))
+    return str(path)
+
+
 def load_result(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))

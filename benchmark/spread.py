@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmark.results import environment, find_results, load_result
+from benchmark.results import environment, find_results, load_result, named_under
 
 KERNEL_ENV = {  # torch's dispatch, and the BLAS / oneDNN instruction sets it calls into, capped alike
     "default": {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "ONEDNN_MAX_CPU_ISA": "SSE41"},
@@ -54,9 +54,12 @@ def _run(row: str, dataset: str, output: Path, sets: list[str], env: dict[str, s
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
     (new,) = set(find_results(output, dataset)) - before
-    payload = load_result(new)
-    return {"file": str(new.relative_to(output.parent)) if output.parent in new.parents else str(new),
-            "capability": payload["environment"]["machine"].get("torch_cpu_capability"),
+    return _entry(named_under(new, output.parent), load_result(new))
+
+
+def _entry(file: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """One run of the summary: its file, the kernels torch dispatched and the metrics the spread is taken over."""
+    return {"file": file, "capability": payload.get("environment", {}).get("machine", {}).get("torch_cpu_capability"),
             "metrics": {m: payload["metrics"][m] for m in METRICS}}
 
 
@@ -85,8 +88,7 @@ def native_from(path: Path, row: str, dataset: str) -> dict[str, Any]:
             problems.append(f"its {key} is {ran_on.get(key)!r}, this machine's {value!r}")
     if problems:
         raise ValueError(f"--native {path}: " + "; ".join(problems))
-    return {"file": str(path), "capability": ran_on.get("torch_cpu_capability"),
-            "metrics": {m: payload["metrics"][m] for m in METRICS}}
+    return _entry(str(path), payload)
 
 
 def measure(row: str, dataset: str, output: Path, seeds: list[int], kernels: list[str], seed_key: str,
@@ -99,6 +101,15 @@ def measure(row: str, dataset: str, output: Path, seeds: list[int], kernels: lis
     for seed in seeds:
         runs[f"seed:{seed}"] = _run(row, dataset, output / "runs", [f"{seed_key}={seed}"], {}, data_dir)
     return {"row": row, "dataset": dataset, "runs": runs, **summarize(runs), "environment": environment()}
+
+
+def resummarize(row: str, dataset: str, output: Path) -> dict[str, Any]:
+    """An existing summary with its tolerance recomputed from its runs (after a change to the rule)."""
+    existing = summary_path(row, dataset, output)
+    if not existing.is_file():
+        raise ValueError(f"{existing} does not exist: run spread without --resummarize first")
+    summary = json.loads(existing.read_text(encoding="utf-8"))
+    return {**summary, **summarize(summary["runs"])}
 
 
 def summarize(runs: dict[str, Any]) -> dict[str, Any]:
@@ -116,8 +127,12 @@ def summarize(runs: dict[str, Any]) -> dict[str, Any]:
             "tolerance": round(math.ceil(raw / 0.005 - 1e-9) * 0.005, 3)}
 
 
+def summary_path(row: str, dataset: str, output: Path) -> Path:
+    return Path(output) / f"{dataset}-{row}.json"
+
+
 def write(summary: dict[str, Any], output: Path) -> Path:
-    path = Path(output) / f"{summary['dataset']}-{summary['row']}.json"
+    path = summary_path(summary["row"], summary["dataset"], output)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     return path

@@ -15,7 +15,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from benchmark.results import environment, find_results, load_result
+from benchmark.results import environment, find_results, load_result, named_under
 
 
 def validation_mrr(payload: dict[str, Any]) -> float | None:
@@ -39,8 +39,7 @@ def choose(results: Path, dataset: str, row: str, knob: str, tolerance: float = 
         points[str(sweep["value"])] = {
             "value": sweep["value"], "validation_mrr": validation_mrr(payload),
             "doc_terms_mean": cost.get("doc_terms_mean"), "query_terms_mean": cost.get("query_terms_mean"),
-            "flops": cost.get("flops"), "file": str(path.relative_to(Path(results).parent)
-                                                   if Path(results).parent in path.parents else path)}
+            "flops": cost.get("flops"), "file": named_under(path, Path(results).parent)}
     scored = [p for p in points.values() if p["validation_mrr"] is not None]
     if not scored:
         raise ValueError(f"no {knob} sweep points of {row} with validation scores under {results}/{dataset}")
