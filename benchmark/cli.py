@@ -389,11 +389,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return 2
     if args.name is not None:
         from benchmark.registry import load_registry
-        from benchmark.rows import NAME
+        from benchmark.rows import own_name_problem
 
-        if not NAME.match(args.name) or args.name in load_registry():
-            print(f"error: --name {args.name!r}: a row name of its own (letters, digits and . _ + = , @ -), not a "
-                  "registered retriever's", file=sys.stderr)
+        problem = own_name_problem(args.name, load_registry())
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
             return 2
         problem = output_problem(Path(args.output))
         if problem:
@@ -551,7 +551,8 @@ def cmd_choose(args: argparse.Namespace) -> int:
 
 def cmd_fuse(args: argparse.Namespace) -> int:
     from benchmark.fusion import fuse_rows
-    from benchmark.rows import NAME
+    from benchmark.registry import load_registry
+    from benchmark.rows import own_name_problem
     from benchmark.selection import SelectionError
 
     if args.dataset is None:
@@ -560,8 +561,9 @@ def cmd_fuse(args: argparse.Namespace) -> int:
     if len(args.rows) < 2:
         print("error: fuse needs at least two rows", file=sys.stderr)
         return 2
-    if args.name is not None and not NAME.match(args.name):
-        print(f"error: --name {args.name!r}: use letters, digits and . _ + = , @ -", file=sys.stderr)
+    problem = None if args.name is None else own_name_problem(args.name, load_registry())
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     output = Path(args.output or args.results)
     problem = output_problem(output)

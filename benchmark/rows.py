@@ -37,6 +37,16 @@ PAPER_NEUTRAL = NEUTRAL_FIELDS + ("model_path", "tokenizer_path", "precision", "
                                   "train_pretrained.grad_cache_chunk")
 DEFAULT_K = 1000
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=,@-]{0,99}$")
+
+
+def own_name_problem(name: str, registry: dict[str, Any]) -> str | None:
+    """Why ``name`` cannot name a row of its own (an external run, a hybrid), or None: a registered retriever's name
+    would file the result as that row and the report would show it as the registered one."""
+    if not NAME.match(name):
+        return f"--name {name!r}: use letters, digits and . _ + = , @ -"
+    if name in registry:
+        return f"--name {name!r} is a registered retriever: give the row a name of its own"
+    return None
 #: Modules whose code every result depends on, besides its retriever's own import closure.
 SHARED_DEPENDENCIES = ("benchmark/data.py", "benchmark/demo.py", "benchmark/protocol.py", "benchmark/evaluation.py")
 

@@ -198,3 +198,18 @@ def test_your_own_dense_model_runs_by_path_under_its_own_name(tmp_path, demo):
     assert main(["report", "--results", str(out)]) == 0
     assert "| my-model |" in (out / "REPORT.md").read_text()
     assert main(["run", "dense", "--dataset", "demo", "--output", str(out)]) == 2
+
+
+def test_a_hybrid_or_external_run_never_takes_a_registered_row_name(site, capsys):
+    """`--name bm25-qwen` would file the fused or external run as the registered row and the report would show it
+    as that row: refused before any work, nothing written."""
+    before = set(find_results(site, "demo"))
+    (bm25,) = find_results(site, "demo", "bm25s-bert")
+    capsys.readouterr()
+    assert main(["fuse", "bm25s-bert", "bm25-qwen", "--name", "bm25-qwen", "--dataset", "demo",
+                 "--results", str(site)]) == 2
+    assert "'bm25-qwen' is a registered retriever" in capsys.readouterr().err
+    assert main(["eval", str(bm25.with_suffix(".trec")), "--dataset", "demo", "--name", "bm25-qwen",
+                 "--output", str(site)]) == 2
+    assert "'bm25-qwen' is a registered retriever" in capsys.readouterr().err
+    assert set(find_results(site, "demo")) == before
