@@ -116,6 +116,7 @@ def generate_demo(seed: int = 13, products: int = 2000, train_queries: int = 160
 def materialize_demo(params: dict[str, Any], root: Path | None = None) -> Path:
     """Write the demo set in Multi-CPR format under the cache (once per parameter set) and return its folder."""
     from benchmark.data import cache_dir
+    from retrievers.cache import publish_folder
 
     params = {k: params[k] for k in ("seed", "products", "train_queries", "dev_queries", "model_numbers")
               if k in params}
@@ -136,10 +137,5 @@ def materialize_demo(params: dict[str, Any], root: Path | None = None) -> Path:
     with open(tmp / "query_kinds.json", "w", encoding="utf-8") as fh:
         json.dump({qid: kind for split in ("train", "dev") for qid, _, _, kind in data[split]}, fh)
     (tmp / "DONE").write_text("ok\n")
-    if directory.exists():  # another process finished first
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        os.replace(tmp, directory)
+    publish_folder(tmp, directory)  # another process may have finished first: theirs is the same data
     return directory

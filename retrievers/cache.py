@@ -52,6 +52,20 @@ def temporary_cache(prefix: str = "prosper-bench-cache-") -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def publish_folder(tmp: Path, target: Path) -> None:
+    """Move a finished folder into place; if another process published ``target`` first, keep theirs.
+
+    Checking ``target.exists()`` before ``os.replace`` races: two processes that both saw no folder both try to
+    rename, and the second gets ``ENOTEMPTY``. The rename is the only test that cannot race.
+    """
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        if not target.is_dir():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 # ------------------------------------------------------------------------------------------------ sealed entries
 MANIFEST = "MANIFEST.json"
 DONE = "DONE"

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from retrievers.artefacts import E5_SMALL_Q4, fetch
-from retrievers.cache import artefact_dir
+from retrievers.cache import artefact_dir, publish_folder
 
 MODEL_ID = "intfloat/multilingual-e5-small"
 QK = 32
@@ -219,8 +219,5 @@ def build_port(target: Path | None = None) -> tuple[Path, dict[str, Any]]:
     build_model(e5).save_pretrained(str(tmp))
     build_tokenizer(e5).save_pretrained(str(tmp))
     (tmp / "port.json").write_text(json.dumps(provenance, indent=2))
-    if target.exists():
-        shutil.rmtree(tmp)
-    else:
-        os.replace(tmp, target)
+    publish_folder(tmp, target)
     return target, provenance

@@ -209,8 +209,9 @@ def train_stand_in(
                                      pad_token="<|endoftext|>", unk_token=None)
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")
     hf.save_pretrained(str(tmp))
-    if not target.exists():
-        os.replace(tmp, target)
+    from retrievers.cache import publish_folder
+
+    publish_folder(tmp, target)
     return Tokenizer(hf, {**provenance, "vocab_size": len(hf)})
 
 

@@ -233,6 +233,27 @@ def test_a_failed_build_leaves_no_cache_entry(tmp_path, monkeypatch):
     assert after <= before
 
 
+def test_two_processes_generating_one_demo_set_both_succeed_whichever_renames_second(tmp_path, monkeypatch):
+    """The race CI hit: both saw no folder, the first renamed its copy in, the second's rename failed ENOTEMPTY."""
+    from benchmark import demo
+    from retrievers.cache import publish_folder
+
+    params = {"seed": 3, "products": 40, "train_queries": 20, "dev_queries": 10}
+    first = demo.materialize_demo(params, root=tmp_path)
+    # the second process looked before the first had renamed its folder in: make every look miss, as it did
+    real_exists = Path.exists
+    monkeypatch.setattr(Path, "exists", lambda self: False if self.name in ("DONE", first.name) else real_exists(self))
+    second = demo.materialize_demo(params, root=tmp_path)
+    monkeypatch.undo()
+    assert second == first and (first / "DONE").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [first.name]  # the loser's copy is gone
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    with pytest.raises(OSError):  # a target that is a file, not a published folder, is still an error
+        (tmp_path / "file").write_text("x")
+        publish_folder(stray, tmp_path / "file")
+
+
 def test_leaderboard_and_result_json_problems_name_their_file(tmp_path):
     from benchmark.results import ResultFileError
 
