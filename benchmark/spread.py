@@ -26,6 +26,7 @@ import os
 import statistics
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -68,17 +69,21 @@ def native_from(path: Path, row: str, dataset: str) -> dict[str, Any]:
     this machine's model and kernels - so a row that takes minutes to train is not trained a second time for it."""
     from benchmark.registry import load_registry
     from benchmark.results import machine
-    from benchmark.rows import currency, meaningful_overrides, registered_as
+    from benchmark.rows import DEFAULT_K, currency, registered_as, row_name
 
     payload = load_result(path)
+    registry = load_registry()
     problems = []
     if registered_as(payload) != row:
         problems.append(f"it is a result of {registered_as(payload)!r}, not of {row!r}")
-    elif meaningful_overrides(payload.get("retriever", {}).get("overrides")):
+    elif row_name(row, payload.get("retriever", {}).get("overrides"), payload.get("k", DEFAULT_K),
+                  registered_config=asdict(registry[row].build().config)) != row:
+        # a --set that restates the registered value (a tuning run whose chosen value was then registered) is
+        # the registered config; the same rule files such a run under the row itself
         problems.append("it was run with its own settings, not the registered config")
     if payload.get("dataset", {}).get("name") not in (dataset, None):
         problems.append(f"it is on {payload['dataset']['name']!r}, not {dataset!r}")
-    why = currency(payload, load_registry())
+    why = currency(payload, registry)
     if why:
         problems.append(f"it is not of the current config ({why})")
     ran_on = payload.get("environment", {}).get("machine", {})

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmark.registry import load_registry
 from benchmark.results import machine
 from benchmark.spread import METRICS, native_from, summarize
 
@@ -32,10 +33,12 @@ def test_tolerance_is_twice_the_kernel_deviation_or_one_seed_sd_rounded_up():
     assert summarize(runs)["tolerance"] == 0.035
 
 
-def _result_here(tmp_path: Path, **machine_fields) -> Path:
+def _result_here(tmp_path: Path, overrides: dict | None = None, **machine_fields) -> Path:
     """The committed demo PROSPER result, as if it had been run on this machine (or on the one described)."""
     source = next(p for p in sorted(COMMITTED.glob("*.json")) if json.loads(p.read_text()).get("schema_version") == 2)
     payload = json.loads(source.read_text())
+    if overrides is not None:
+        payload["retriever"]["overrides"] = overrides
     here = machine()
     payload["environment"]["machine"].update({"cpu_model": here.get("cpu_model"),
                                               "torch_cpu_capability": here.get("torch_cpu_capability")},
@@ -59,3 +62,11 @@ def test_an_existing_run_of_the_row_on_this_machine_stands_in_for_the_native_run
 def test_a_run_that_is_not_the_native_run_is_refused(tmp_path, row, dataset, fields, says):
     with pytest.raises(ValueError, match=says):
         native_from(_result_here(tmp_path, **fields), row, dataset)
+
+
+def test_a_run_whose_settings_restate_the_registered_values_is_the_native_run(tmp_path):
+    """splade-e5's registered run is its tuning run with the chosen --set, which was then written into the registry."""
+    registered = load_registry()["prosper"].build().config.lfw_query
+    assert native_from(_result_here(tmp_path, {"lfw_query": registered}), "prosper", "demo")["metrics"]
+    with pytest.raises(ValueError, match="its own settings"):
+        native_from(_result_here(tmp_path, {"lfw_query": registered // 2}), "prosper", "demo")
