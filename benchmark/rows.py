@@ -13,7 +13,9 @@ entry) and ``retriever.overrides`` (the ``--set`` values), and is filed under it
 A result is **current** when its schema is current and rebuilding its row from today's registry with its recorded
 overrides gives the config it ran with (up to the neutral fields). It is **stale** when a file its row depends on (the
 retriever's module and everything it imports from this repository, plus the data, protocol and evaluation modules)
-changed in a commit after the one it ran at, or had uncommitted changes when it ran.
+changed in a commit after the one it ran at, or had uncommitted changes when it ran. A commit listed in
+``results/neutral-changes.yaml`` (with why it computes the same and the rerun that showed it) does not count: a fix
+such as a race in writing the cache would otherwise mark every committed result stale until all are rerun.
 """
 
 from __future__ import annotations
@@ -154,13 +156,44 @@ def _git(*args: str) -> str | None:
     return done.stdout
 
 
+NEUTRAL_CHANGES = REPO_ROOT / "results" / "neutral-changes.yaml"
+
+
+def neutral_commits(path: Path = NEUTRAL_CHANGES) -> frozenset[str]:
+    """Full hashes of the commits declared not to change any result. Each entry must say ``why`` and give the
+    ``evidence`` (the reruns that came out equal); an entry without them, or a short hash, is refused."""
+    import yaml
+
+    if not Path(path).exists():
+        return frozenset()
+    entries = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or []
+    commits = []
+    for i, entry in enumerate(entries):
+        commit = str((entry or {}).get("commit", ""))
+        if not re.fullmatch(r"[0-9a-f]{40}", commit) or not entry.get("why") or not entry.get("evidence"):
+            raise ValueError(f"{path}: entry {i + 1} needs a full 40-digit commit, a 'why' and an 'evidence'")
+        commits.append(commit)
+    return frozenset(commits)
+
+
 @functools.lru_cache(maxsize=256)
-def _changed_since(commit: str, files: tuple[str, ...]) -> tuple[str, ...] | None:
-    """Files of ``files`` changed in commits after ``commit`` (None: the commit is unknown here, e.g. shallow)."""
+def _changed_since(commit: str, files: tuple[str, ...], neutral: frozenset[str] = frozenset()
+                   ) -> tuple[str, ...] | None:
+    """Files of ``files`` changed in commits after ``commit``, leaving out a file whose every change since came from
+    a ``neutral`` commit (None: the commit is unknown here, e.g. shallow)."""
     if _git("cat-file", "-e", f"{commit}^{{commit}}") is None:
         return None
     out = _git("diff", "--name-only", commit, "HEAD", "--", *files)
-    return None if out is None else tuple(sorted(line for line in out.splitlines() if line))
+    if out is None:
+        return None
+    changed = sorted(line for line in out.splitlines() if line)
+    if neutral:
+        def by_neutral_commits_only(path: str) -> bool:
+            log = _git("log", "--format=%H", f"{commit}..HEAD", "--", path)
+            return log is not None and set(log.split()) <= neutral
+
+        changed = [path for path in changed if not by_neutral_commits_only(path)]
+    return tuple(changed)
 
 
 def staleness(payload: dict[str, Any]) -> str | None:
@@ -181,7 +214,7 @@ def staleness(payload: dict[str, Any]) -> str | None:
     dirty = sorted(set(git.get("changed_files") or []) & set(files)) if git.get("dirty") else []
     if dirty:
         return f"stale (ran with uncommitted changes to: {', '.join(dirty)})"
-    changed = _changed_since(commit, files)
+    changed = _changed_since(commit, files, neutral_commits())
     if changed is None:
         return f"unknown (commit {commit[:10]} is not in this checkout's history)"
     if changed:

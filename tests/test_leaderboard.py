@@ -226,3 +226,49 @@ def test_older_result_files_still_load_and_newer_ones_are_refused(tmp_path):
     new.write_text(json.dumps({"schema_version": 999, "metrics": {}}))
     with pytest.raises(ValueError, match="newer"):
         load_result(new)
+
+
+def test_a_change_declared_neutral_with_evidence_does_not_make_a_result_stale(tmp_path, monkeypatch):
+    """A file changed only by commits of results/neutral-changes.yaml does not count; any other commit still does."""
+    import subprocess
+
+    from benchmark import rows
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=rows.REPO_ROOT, capture_output=True, text=True)
+
+    last = git("log", "-n", "1", "--format=%H", "--", "retrievers/bm25.py").stdout.strip()
+    if git("rev-parse", f"{last}^").returncode != 0:
+        pytest.skip("shallow checkout: no commit before the last change of retrievers/bm25.py")
+    start = git("rev-parse", f"{last}^").stdout.strip()
+    files = rows.dependencies("retrievers.bm25:BM25Retriever")
+    since = set(git("log", "--format=%H", f"{start}..HEAD", "--", *files).stdout.split())
+    assert last in since
+    payload = {"retriever": {"class": "retrievers.bm25:BM25Retriever"},
+               "environment": {"git": {"commit": start, "dirty": False}}}
+    monkeypatch.setattr(rows, "neutral_commits", lambda: frozenset(since))
+    assert rows.staleness(payload) is None
+    monkeypatch.setattr(rows, "neutral_commits", lambda: frozenset(since - {last}))
+    assert "retrievers/bm25.py" in rows.staleness(payload)
+    monkeypatch.undo()
+
+    declared = tmp_path / "neutral.yaml"
+    declared.write_text(f"- {{commit: {last}, why: a rename}}\n")  # no evidence: refused
+    with pytest.raises(ValueError, match="'evidence'"):
+        rows.neutral_commits(declared)
+    declared.write_text(f"- {{commit: {last[:7]}, why: a rename, evidence: check ok}}\n")  # short hash: refused
+    with pytest.raises(ValueError, match="40-digit"):
+        rows.neutral_commits(declared)
+
+
+def test_the_repository_neutral_changes_name_commits_of_this_history():
+    import subprocess
+
+    from benchmark.rows import REPO_ROOT, neutral_commits
+
+    commits = neutral_commits()
+    assert commits, "results/neutral-changes.yaml lists nothing: delete it rather than keep an empty file"
+    for commit in commits:
+        known = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=REPO_ROOT, capture_output=True)
+        if known.returncode != 0:
+            pytest.skip("shallow checkout: the declared commits are not all here")
