@@ -159,6 +159,7 @@ def _git(*args: str) -> str | None:
 NEUTRAL_CHANGES = REPO_ROOT / "results" / "neutral-changes.yaml"
 
 
+@functools.lru_cache(maxsize=8)
 def neutral_commits(path: Path = NEUTRAL_CHANGES) -> frozenset[str]:
     """Full hashes of the commits declared not to change any result. Each entry must say ``why`` and give the
     ``evidence`` (the reruns that came out equal); an entry without them, or a short hash, is refused."""

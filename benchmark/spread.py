@@ -65,8 +65,9 @@ def _entry(file: str, payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def native_from(path: Path, row: str, dataset: str) -> dict[str, Any]:
-    """An existing result as the native run - the row's current registered config, no overrides, made on a CPU of
-    this machine's model and kernels - so a row that takes minutes to train is not trained a second time for it."""
+    """An existing result as the native run - the row's current registered config (no --set beyond restating a
+    registered value), made on a CPU of this machine's model and kernels - so a row that takes minutes to train is not
+    trained a second time for it."""
     from benchmark.registry import load_registry
     from benchmark.results import machine
     from benchmark.rows import DEFAULT_K, currency, registered_as, row_name

@@ -249,8 +249,8 @@ def test_two_processes_generating_one_demo_set_both_succeed_whichever_renames_se
     assert sorted(p.name for p in tmp_path.iterdir()) == [first.name]  # the loser's copy is gone
     stray = tmp_path / "stray"
     stray.mkdir()
+    (tmp_path / "file").write_text("x")
     with pytest.raises(OSError):  # a target that is a file, not a published folder, is still an error
-        (tmp_path / "file").write_text("x")
         publish_folder(stray, tmp_path / "file")
 
 
