@@ -481,13 +481,16 @@ def train(model: Trainable, pairs: list[tuple[str, str]], config: TrainConfig, w
             if validation:
                 record["val_mrr"] = _mrr(model, validation, distractors)
             progress.epoch_done(record)
-            if not validation or record["val_mrr"] > best:
+            improved = not validation or record["val_mrr"] > best
+            if improved:
                 best, since_best = record.get("val_mrr", best), 0
-                _save(model, work_dir / "best")
             else:
                 since_best += 1
             stopped = bool(validation) and config.patience > 0 and since_best >= config.patience and epoch + 1 < epochs
-            _save(model, work_dir / "last", optimizer, schedule)
+            final = stopped or epoch + 1 == epochs  # a finished training never resumes: no optimizer state to keep
+            _save(model, work_dir / "last", *((None, None) if final else (optimizer, schedule)))
+            if improved:
+                _link_checkpoint(work_dir / "last", work_dir / "best")
             history.append(record)
             tmp = state_file.with_suffix(".tmp")
             tmp.write_text(json.dumps({"epoch": epoch + 1, "step": step, "best": best, "history": history,
@@ -705,6 +708,27 @@ def _save(model: Trainable, path: Path, optimizer=None, schedule=None) -> None:
     if path.exists():
         shutil.rmtree(path)
     os.replace(tmp, path)
+
+
+def _link_checkpoint(source: Path, target: Path) -> None:
+    """``target`` := the model files of ``source`` (not its optimizer state), as hard links where the file system has
+    them. Why: "best" is usually the epoch just saved as "last", and writing the same 470 MB (e5-small) twice per epoch
+    cost about 1.4 s of each epoch on 2 CPU cores. The links stay valid: the next ``_save`` writes "last" anew into a
+    temporary folder and replaces it, never rewriting a file in place."""
+    tmp = target.with_name(target.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, tmp, copy_function=link, ignore=shutil.ignore_patterns("optimizer.pt", "scheduler.pt"))
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
 
 
 def quadratic_warmup(step: int, horizon: float) -> float:

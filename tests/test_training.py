@@ -170,6 +170,38 @@ def test_training_reports_progress_and_says_when_it_resumes(demo, tmp_path, caps
 
 
 @pytest.mark.slow
+def test_the_best_epoch_survives_later_checkpoints_and_shares_the_last_one_s_files(demo, tmp_path, monkeypatch):
+    """"best" is linked from "last" (not written twice): an earlier best must keep its weights while "last" is
+    replaced by later epochs, and no checkpoint of a finished training keeps optimizer state."""
+    from retrievers import training
+    from retrievers.sparse import SparseConfig, SparseEncoder, SparseScratch
+
+    pairs = [(demo.train_queries[q], demo.corpus[next(iter(r))]) for q, r in list(demo.train_qrels.items())[:64]]
+    config = SparseConfig(scratch=SparseScratch(hidden_size=16, layers=1, heads=2, kv_heads=1, intermediate_size=32),
+                          max_length=24, device="cpu")
+    scores = iter([0.5, 0.9, 0.7, 0.95])
+    monkeypatch.setattr(training, "_mrr", lambda *args, **kwargs: next(scores))
+    snapshots = {}
+    model = SparseEncoder(config, texts=[t for pair in pairs for t in pair])
+
+    def snapshot(epoch, record):
+        snapshots[epoch] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        best = tmp_path / "best"
+        if epoch == 2:  # the best so far is this epoch's "last", linked rather than written again
+            assert {f.name: f.stat().st_ino for f in best.rglob("*") if f.is_file()} == {
+                f.name: f.stat().st_ino for f in (tmp_path / "last").rglob("*") if f.is_file() and
+                f.name not in ("optimizer.pt", "scheduler.pt")}
+            assert (tmp_path / "last" / "optimizer.pt").exists() and not (best / "optimizer.pt").exists()
+
+    schedule = training.TrainConfig(epochs=3, batch_size=16, lr=1e-2, validation_pairs=16, patience=0)
+    summary = training.train(model, pairs, schedule, tmp_path, on_epoch=snapshot)
+    assert summary["best_epoch"] == 2 and [r["val_mrr"] for r in summary["history"]] == [0.5, 0.9, 0.7]
+    assert any(not torch.equal(snapshots[2][k], snapshots[3][k]) for k in snapshots[2])  # epoch 3 changed weights
+    for key, value in model.state_dict().items():  # the model ends on epoch 2's weights, read back from "best"
+        torch.testing.assert_close(value, snapshots[2][key], rtol=0, atol=0, msg=key)
+    assert not list(tmp_path.rglob("optimizer.pt")) and not list(tmp_path.rglob("*.tmp"))
+
+
 def test_validation_memory_is_bounded_for_a_max_pooled_151936_term_vocabulary(tmp_path):
     """sp-qwen's shape: max pooling over a Qwen2.5-sized vocabulary head (151,936 rows) at max length 64. Scoring 512
     candidates at a time once needed 512 x 64 x 151,936 logits (~20 GB); now validation stays under 1 GiB beyond
