@@ -182,3 +182,28 @@ def test_result_files_hold_no_machine_local_absolute_paths(tmp_path, multicpr_di
         absolute = [s for s in strings(payload) if s.startswith("/")]
         assert absolute == [], (path, absolute)
         assert payload["dataset"]["files"]["corpus"]["path"] == "ecom/corpus.partial.tsv"
+
+
+def test_no_committed_result_file_names_a_machine_local_path():
+    """Every JSON file under results/ (runs, index-bench, cost growth, spread, tuning): no absolute path anywhere, so a
+    result reads the same on every machine (files written before portable paths were rewritten to the same form)."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "results"
+    found = {}
+    for path in sorted(root.rglob("*.json")):
+        def walk(node):
+            if isinstance(node, dict):
+                for value in node.values():
+                    yield from walk(value)
+            elif isinstance(node, list):
+                for value in node:
+                    yield from walk(value)
+            elif isinstance(node, str) and (node.startswith("/") or ":/" in node[:12] and "://" not in node):
+                yield node
+
+        bad = list(walk(json.loads(path.read_text(encoding="utf-8"))))
+        if bad:
+            found[str(path.relative_to(root))] = bad[:3]
+    assert len(list(root.rglob("*.json"))) > 100 and found == {}
