@@ -42,6 +42,9 @@ def machine() -> dict[str, Any]:
     last digits and a few ranks; integer and BM25 scoring do not)."""
     info: dict[str, Any] = {"cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
     info.update(cpu())
+    from benchmark.allocator import chosen
+
+    info["allocator"] = chosen()  # training speed on a CPU depends on it (benchmark/allocator.py)
     try:
         import torch
 
