@@ -32,10 +32,12 @@ def test_a_cli_run_re_executes_once_and_records_its_allocator(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "GLIBC_TUNABLES", "MALLOC_CONF",
                                                             allocator.MARK, "PROSPER_BENCH_ALLOCATOR")}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    env["PROSPER_BENCH_CACHE"] = str(tmp_path / "cache")  # its own cache: the session's must hold one entry per row
+    results = tmp_path / "results"
     done = subprocess.run([sys.executable, "-m", "benchmark", "run", "bm25s-bert", "--dataset", "demo", "--output",
-                           str(tmp_path), "--set", "latency_queries=5"], env=env, capture_output=True, text=True,
+                           str(results), "--set", "latency_queries=5"], env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    (result,) = [p for p in tmp_path.rglob("*.json") if not p.name.endswith("perquery.json")]
+    (result,) = [p for p in results.rglob("*.json") if not p.name.endswith("perquery.json")]
     recorded = json.loads(result.read_text())["environment"]["machine"]["allocator"]
     assert recorded == allocator.plan({k: v for k, v in env.items() if k != allocator.MARK})[0] != "system"
