@@ -84,3 +84,42 @@ def test_points_are_chosen_on_tuning_and_compared_on_evaluation_and_seismic_s_be
     choose_points(report)
     approx = ratios(report)["k=10"]["approximate_recall>=0.99"]
     assert approx["seismic"]["variant"] == "hf 0.5" and approx["seismic"]["reference"].startswith("fastest")
+
+
+def test_streamed_builds_never_hold_the_converted_collection_and_time_conversion_apart():
+    """PISA and BMP take dicts: at 1M real-weight documents (510M postings) a list of them would not fit in memory."""
+    from collections.abc import Iterator
+
+    from benchmark.peers import _streamed_build, doc_dict
+
+    qd = sp.csr_matrix(np.array([[0, 3, 0, 7], [1, 0, 0, 0], [0, 0, 0, 0]], dtype=np.uint8))
+    assert [doc_dict(qd, i) for i in range(3)] == [{"t1": 3, "t3": 7}, {"t0": 1}, {}]
+    made, seen = [], []
+
+    def make():
+        made.append(1)
+        return (doc_dict(qd, i) for i in range(qd.shape[0]))
+
+    def build(stream):
+        assert isinstance(stream, Iterator) and not isinstance(stream, list)
+        seen.extend(stream)
+
+    convert_s, build_s = _streamed_build(make, build)
+    assert len(made) == 2 and len(seen) == 3 and convert_s > 0 and build_s >= 0
+
+
+def test_pisa_is_exact_and_bmp_safe_mode_is_exact_on_its_own_quantization(tmp_path):
+    """The comparison tier: the peers index our quantized collection from a stream, and PISA returns our exact top-10
+    (tie-aware); BMP's safe mode loses only what its 32-level query quantization costs (documented in peers.py)."""
+    import pytest
+
+    pytest.importorskip("pyterrier_pisa")
+    pytest.importorskip("bmp")
+    assert main(["index-bench", "--docs", "2000", "--queries", "20", "--peers", "pisa", "bmp", "--ks", "10",
+                 "--output", str(tmp_path), "--work-dir", str(tmp_path / "work")]) == 0
+    (report,) = json.loads(next((tmp_path / "index-bench").glob("*.json")).read_text())["reports"]
+    pisa = [r for r in report["rows"] if r["system"].startswith("pisa")]
+    bmp_safe = [r for r in report["rows"] if r["system"].startswith("bmp") and r["exact"]]
+    assert len(pisa) == 3 and all(r["recall"] == 1.0 == r["tune_recall"] for r in pisa)
+    assert bmp_safe and all(0.9 <= r["recall"] <= 1.0 for r in bmp_safe)
+    assert all(r["convert_s"] > 0 and r["build_s"] > 0 and r["index_bytes"] > 0 for r in pisa + bmp_safe)
