@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import datetime as dt
 import logging
 import sys
 from pathlib import Path
@@ -342,14 +343,14 @@ def cmd_index_bench(args: argparse.Namespace) -> int:
                             f"{args.fit_from}-{args.dataset}.npz")
         print(f"fitted {profile['name']}: {profile['fitted_on']} -> {path}")
         workloads.append(f"fitted:{path}")
-    reports = []
+    reports, stamp = [], dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     for workload in workloads:
         for n_docs in args.docs:
             cfg = IndexBenchConfig(n_docs=n_docs, n_queries=args.queries, workload=workload, ks=tuple(args.ks),
                                    peers=tuple(args.peers), work_dir=args.work_dir)
             reports.append(run_index_bench(cfg))
             print(markdown(reports[-1:]))
-    json_path, md_path = write_reports(reports, Path(args.output))
+            json_path, md_path = write_reports(reports, Path(args.output), stamp)  # every finished report kept
     print(f"wrote {json_path} and {md_path}")
     return 0
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import sys
 import tempfile
 import time
 import traceback
@@ -225,11 +226,14 @@ def run_index_bench(cfg: IndexBenchConfig) -> Report:
                                              cfg.seismic_heap_factors),
                   "bmp": lambda: Bmp(docs_q, pairs, work, cfg.bmp_block_sizes, cfg.bmp_alphas)}
         engines += [(name, makers[name]) for name in cfg.peers]
+        _progress(f"{workload['name']} at {cfg.n_docs:,} documents: {docs.nnz:,} postings, our index built")
         for item in engines:
             name, make = item if isinstance(item, tuple) else (None, item)
             try:
                 engine = make()
                 for built in engine.builds():
+                    _progress(f"{engine.system}: {built.name} (convert {built.convert_s:.1f} s, build "
+                              f"{built.build_s:.1f} s, {built.size_bytes / 2**20:,.1f} MiB)")
                     for k in cfg.ks:
                         for setting in engine.settings(built, k):
                             _measure_setting(engine.system, built, setting, k, cfg, tune_rows, eval_rows, scorer,
@@ -244,6 +248,11 @@ def run_index_bench(cfg: IndexBenchConfig) -> Report:
     choose_points(report)
     report.config["ratios"] = ratios(report)
     return report
+
+
+def _progress(message: str) -> None:
+    """A line on stderr per build: a 1M run takes hours, and stdout carries the results only."""
+    print(f"[index-bench {dt.datetime.now().strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def _measure_setting(system: str, built, setting: Setting, k: int, cfg: IndexBenchConfig, tune_rows: list[int],
@@ -371,10 +380,12 @@ def curves_svg(report: Report, k: int) -> str:
                    "ms/query (1 thread, log)", y_label="recall of the exact top-k (%)")
 
 
-def write_reports(reports: list[Report], output: Path) -> tuple[Path, Path]:
+def write_reports(reports: list[Report], output: Path, stamp: str | None = None) -> tuple[Path, Path]:
+    """Write the reports so far under one stamp; the CLI calls this after every workload and size, rewriting the same
+    files, so a run stopped in its third hour keeps every report it finished."""
     from benchmark.results import environment
 
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = stamp or dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     folder = Path(output) / "index-bench"
     folder.mkdir(parents=True, exist_ok=True)
     json_path, md_path = folder / f"{stamp}.json", folder / f"{stamp}.md"

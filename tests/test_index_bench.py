@@ -123,3 +123,27 @@ def test_pisa_is_exact_and_bmp_safe_mode_is_exact_on_its_own_quantization(tmp_pa
     assert len(pisa) == 3 and all(r["recall"] == 1.0 == r["tune_recall"] for r in pisa)
     assert bmp_safe and all(0.9 <= r["recall"] <= 1.0 for r in bmp_safe)
     assert all(r["convert_s"] > 0 and r["build_s"] > 0 and r["index_bytes"] > 0 for r in pisa + bmp_safe)
+
+
+def test_a_run_stopped_midway_keeps_every_report_it_finished(tmp_path, capsys, monkeypatch):
+    """A 1M run takes hours: each finished workload/size is written at once, under the run's one stamp."""
+    import pytest
+
+    from benchmark import index_bench
+
+    real, calls = index_bench.run_index_bench, []
+
+    def stopped_on_the_second(cfg):
+        calls.append(cfg.n_docs)
+        if len(calls) == 2:
+            raise MemoryError("the second size did not fit")
+        return real(cfg)
+
+    monkeypatch.setattr(index_bench, "run_index_bench", stopped_on_the_second)
+    with pytest.raises(MemoryError):
+        main(["index-bench", "--docs", "600", "900", "--queries", "10", "--peers", "--ks", "10",
+              "--output", str(tmp_path)])
+    (kept,) = (tmp_path / "index-bench").glob("*.json")
+    (report,) = json.loads(kept.read_text())["reports"]
+    assert report["config"]["n_docs"] == 600 and report["rows"]
+    assert "[index-bench" in capsys.readouterr().err  # progress on stderr, per build
