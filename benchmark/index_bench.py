@@ -380,6 +380,13 @@ def curves_svg(report: Report, k: int) -> str:
                    "ms/query (1 thread, log)", y_label="recall of the exact top-k (%)")
 
 
+def _portable_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The scratch folder by its name only: where a machine keeps temporary indexes is no part of the result, and a
+    committed result names no machine-local path."""
+    work_dir = config.get("work_dir")
+    return {**config, "work_dir": Path(work_dir).name} if work_dir and Path(work_dir).is_absolute() else config
+
+
 def write_reports(reports: list[Report], output: Path, stamp: str | None = None) -> tuple[Path, Path]:
     """Write the reports so far under one stamp; the CLI calls this after every workload and size, rewriting the same
     files, so a run stopped in its third hour keeps every report it finished."""
@@ -390,8 +397,8 @@ def write_reports(reports: list[Report], output: Path, stamp: str | None = None)
     folder.mkdir(parents=True, exist_ok=True)
     json_path, md_path = folder / f"{stamp}.json", folder / f"{stamp}.md"
     payload = {"schema_version": 3, "created": stamp, "environment": environment(),
-               "reports": [{"config": r.config, "rows": [asdict(x) for x in r.rows], "skipped": r.skipped}
-                           for r in reports]}
+               "reports": [{"config": _portable_config(r.config), "rows": [asdict(x) for x in r.rows],
+                            "skipped": r.skipped} for r in reports]}
     json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     figures = []
     for i, report in enumerate(reports):
