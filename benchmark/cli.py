@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import datetime as dt
 import logging
 import sys
 from pathlib import Path
@@ -334,6 +333,7 @@ def _print_summary(dataset, rows) -> None:
 
 def cmd_index_bench(args: argparse.Namespace) -> int:
     from benchmark.index_bench import IndexBenchConfig, markdown, run_index_bench, write_reports
+    from benchmark.results import utc_stamp
     from benchmark.workloads import profile_from_retriever, save_profile
 
     workloads = list(args.workload)
@@ -343,7 +343,7 @@ def cmd_index_bench(args: argparse.Namespace) -> int:
                             f"{args.fit_from}-{args.dataset}.npz")
         print(f"fitted {profile['name']}: {profile['fitted_on']} -> {path}")
         workloads.append(f"fitted:{path}")
-    reports, stamp = [], dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    reports, stamp = [], utc_stamp()
     for workload in workloads:
         for n_docs in args.docs:
             cfg = IndexBenchConfig(n_docs=n_docs, n_queries=args.queries, workload=workload, ks=tuple(args.ks),

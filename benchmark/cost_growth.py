@@ -13,12 +13,11 @@ than linear, below 1 a fixed cost (JVM start, model load, 1,000 queries) still d
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
 
-from benchmark.results import find_results, load_result, ran_on
+from benchmark.results import find_results, load_result, ran_on, utc_stamp
 
 STAGES = ("load", "train", "tokenize", "generate", "encode", "build", "index", "search", "evaluate")
 VARIANT_FIELDS = ("index_type", "serving")
@@ -85,7 +84,7 @@ def write(results: Path, datasets: list[str], output: Path) -> tuple[Path, list[
     if not rows:
         raise FileNotFoundError(f"no result files with stage timings for {', '.join(datasets)} under {results}")
     output.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = utc_stamp()
     path = output / f"{stamp}.json"
     path.write_text(json.dumps({"created": stamp, "datasets": datasets, "rows": rows,
                                 "note": "growth = (ratio of wall time without training) / (ratio of passages) against the "

@@ -390,9 +390,9 @@ def _portable_config(config: dict[str, Any]) -> dict[str, Any]:
 def write_reports(reports: list[Report], output: Path, stamp: str | None = None) -> tuple[Path, Path]:
     """Write the reports so far under one stamp; the CLI calls this after every workload and size, rewriting the same
     files, so a run stopped in its third hour keeps every report it finished."""
-    from benchmark.results import environment
+    from benchmark.results import environment, utc_stamp
 
-    stamp = stamp or dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = stamp or utc_stamp()
     folder = Path(output) / "index-bench"
     folder.mkdir(parents=True, exist_ok=True)
     json_path, md_path = folder / f"{stamp}.json", folder / f"{stamp}.md"

@@ -18,7 +18,6 @@ architecture. This command
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 import time
@@ -222,14 +221,14 @@ def markdown(payload: dict[str, Any]) -> str:
 
 
 def run_projection(cfg: ProjectionConfig, output: Path) -> tuple[Path, dict[str, Any]]:
-    from benchmark.results import environment
+    from benchmark.results import environment, utc_stamp
 
     measured = measure(cfg)
     payload = {"schema_version": 1, "config": asdict(cfg), "measured": measured, "projected": project(cfg, measured),
                "environment": environment(),
                "note": "measured: the 'measured' block (this machine, this run); projected: the 'projected' block "
                        "(FLOP and memory model with the stated GPU assumptions)"}
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = utc_stamp()
     folder = Path(output) / "projection"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{stamp}.json"

@@ -101,9 +101,13 @@ def git_state() -> dict[str, Any]:
                 "note": "no .git: commit and dirty state from PROSPER_BENCH_COMMIT / PROSPER_BENCH_DIRTY"}
 
 
+def utc_stamp(when: dt.datetime | None = None) -> str:
+    """The name every result file starts with (UTC, sorts by time): ``20261204T170537Z``."""
+    return (when or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
+
+
 def result_path(output: Path, dataset: str, retriever: str, config_hash: str, when: dt.datetime) -> Path:
-    stamp = when.strftime("%Y%m%dT%H%M%SZ")
-    return Path(output) / dataset / retriever / f"{stamp}-{config_hash}.json"
+    return Path(output) / dataset / retriever / f"{utc_stamp(when)}-{config_hash}.json"
 
 
 def write_result(payload: dict[str, Any], output: Path, dataset: str, retriever: str, config_hash: str,
