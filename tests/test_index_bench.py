@@ -91,7 +91,7 @@ def test_streamed_builds_never_hold_the_converted_collection_and_time_conversion
     """PISA and BMP take dicts: at 1M real-weight documents (510M postings) a list of them would not fit in memory."""
     from collections.abc import Iterator
 
-    from benchmark.peers import _streamed_build, doc_dict
+    from benchmark.peers import _conversion_s, _streamed_build, doc_dict
 
     qd = sp.csr_matrix(np.array([[0, 3, 0, 7], [1, 0, 0, 0], [0, 0, 0, 0]], dtype=np.uint8))
     assert [doc_dict(qd, i) for i in range(3)] == [{"t1": 3, "t3": 7}, {"t0": 1}, {}]
@@ -105,7 +105,8 @@ def test_streamed_builds_never_hold_the_converted_collection_and_time_conversion
         assert isinstance(stream, Iterator) and not isinstance(stream, list)
         seen.extend(stream)
 
-    convert_s, build_s = _streamed_build(make, build)
+    convert_s = _conversion_s(make)
+    build_s = _streamed_build(make, build, convert_s)
     assert len(made) == 2 and len(seen) == 3 and convert_s > 0 and build_s >= 0
 
 
