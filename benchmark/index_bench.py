@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import resource
 import shutil
 import sys
 import tempfile
@@ -229,6 +230,7 @@ def run_index_bench(cfg: IndexBenchConfig) -> Report:
         _progress(f"{workload['name']} at {cfg.n_docs:,} documents: {docs.nnz:,} postings, our index built")
         for item in engines:
             name, make = item if isinstance(item, tuple) else (None, item)
+            engine = None  # the last engine's indexes are dropped before the next one builds
             try:
                 engine = make()
                 for built in engine.builds():
@@ -245,14 +247,31 @@ def run_index_bench(cfg: IndexBenchConfig) -> Report:
                 traceback.print_exc()
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    report.config["peak_rss_gib"] = round(peak_rss_gib(), 2)
     choose_points(report)
     report.config["ratios"] = ratios(report)
     return report
 
 
+def peak_rss_gib() -> float:
+    """This process's peak resident set so far (Linux reports KiB): every engine runs in it, so a run's memory
+    ceiling is this number, and a 1M run on a smaller machine is planned from it."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def _rss_gib() -> float:
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * resource.getpagesize() / 2**30
+    except OSError:  # not Linux: the peak alone
+        return float("nan")
+
+
 def _progress(message: str) -> None:
-    """A line on stderr per build: a 1M run takes hours, and stdout carries the results only."""
-    print(f"[index-bench {dt.datetime.now().strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+    """A line on stderr per build, with the memory held now and at peak: a 1M run takes hours, its memory decides
+    whether it can finish, and stdout carries the results only."""
+    print(f"[index-bench {dt.datetime.now().strftime('%H:%M:%S')} rss {_rss_gib():.1f} GiB, peak "
+          f"{peak_rss_gib():.1f}] {message}", file=sys.stderr, flush=True)
 
 
 def _measure_setting(system: str, built, setting: Setting, k: int, cfg: IndexBenchConfig, tune_rows: list[int],

@@ -168,7 +168,8 @@ def profile_from_retriever(name: str, dataset_name: str, data_dir: str | None = 
     dataset's queries. The retriever must have been run on the dataset (``python -m benchmark run NAME``)."""
     from benchmark.data import load_dataset
     from benchmark.registry import get_spec
-    from benchmark.runner import trained_retriever
+    from benchmark.results import utc_stamp
+    from benchmark.runner import cache_key, trained_retriever
 
     dataset = load_dataset(dataset_name, data_dir=data_dir)
     retriever = trained_retriever(get_spec(name), dataset)
@@ -179,4 +180,5 @@ def profile_from_retriever(name: str, dataset_name: str, data_dir: str | None = 
     queries = retriever.encode(list(dataset.queries.values()), "query")
     return fit_profile(docs, queries, f"{name}@{dataset_name}",
                        {"retriever": name, "dataset": dataset_name, "fingerprint": dataset.fingerprint,
-                        "provenance": retriever.provenance().get("model", {}).get("kind")})
+                        "provenance": retriever.provenance().get("model", {}).get("kind"),
+                        "cache_key": cache_key(retriever), "fitted": utc_stamp()})  # which model, and when
