@@ -5,7 +5,9 @@ vectors drawn with the marginals of the suite's own encoders (``--fit-from prosp
 profile). Every engine gets the *same* quantized integer weights (documents 8-bit impacts, queries 8-bit) and the
 *same* query terms (no engine truncates a query), so every exact engine must return the same scores and the recall
 column checks it (tie-aware: a returned document counts when its exact score is at least the exact k-th score). The
-engines, their build grids and settings, and how their builds are accounted for: ``benchmark/peers.py``.
+engines, their build grids and settings, and how their builds are accounted for: ``benchmark/peers.py``. Each peer
+runs in a forked child of its own (``benchmark/isolation.py``): a native crash or an exception there is reported under
+``skipped`` with the step it happened in, the settings it measured before are kept, and the run goes on.
 
 Tuned fairly: every setting of every engine (our algorithms, top-m, pruning rule and setting; Seismic's build
 parameters and heap_factor; PISA's algorithm; BMP's block size and alpha) is run on **tuning** queries and on disjoint
@@ -33,7 +35,7 @@ import shutil
 import sys
 import tempfile
 import time
-import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from benchmark.isolation import peak_child_rss_gib, run_isolated
 from benchmark.peers import Bmp, Lucene, Ours, OursPruned, Pisa, Seismic, Setting, query_terms
 from benchmark.workloads import generate, load_profile, synthetic_sparse
 from retrievers.inverted_index import InvertedIndex, quantize_queries
@@ -198,7 +201,32 @@ def workload_vectors(cfg: IndexBenchConfig) -> tuple[sp.csr_matrix, sp.csr_matri
                            "source": profile["source"]}
 
 
+@dataclass
+class BenchInputs:
+    """What every engine is built from: the same quantized collection and queries (see the module docstring)."""
+
+    cfg: IndexBenchConfig
+    docs: sp.csr_matrix
+    queries: sp.csr_matrix
+    index: InvertedIndex
+    docs_q: sp.csr_matrix  # the 8-bit document impacts, int32
+    pairs: list[tuple[np.ndarray, np.ndarray]]  # each query's (terms, 8-bit weights)
+    work: Path
+
+
+PEERS: dict[str, Callable[[BenchInputs], Any]] = {
+    "lucene": lambda b: Lucene(b.docs_q, b.pairs, b.work, b.cfg.build_threads),
+    "pisa": lambda b: Pisa(b.docs_q, b.pairs, b.work, b.cfg.build_threads),
+    "seismic": lambda b: Seismic(b.docs_q, b.pairs, b.work, b.cfg.build_threads, b.cfg.seismic_builds,
+                                 b.cfg.seismic_heap_factors),
+    "bmp": lambda b: Bmp(b.docs_q, b.pairs, b.work, b.cfg.bmp_block_sizes, b.cfg.bmp_alphas),
+}
+
+
 def run_index_bench(cfg: IndexBenchConfig) -> Report:
+    unknown = [name for name in cfg.peers if name not in PEERS]
+    if unknown:
+        raise ValueError(f"unknown peer engine(s) {unknown}: choose from {sorted(PEERS)}")
     report = Report(config=asdict(cfg))
     docs, queries, workload = workload_vectors(cfg)
     n_tune = queries.shape[0] - cfg.n_queries
@@ -219,43 +247,46 @@ def run_index_bench(cfg: IndexBenchConfig) -> Report:
         report.config.update({"floor_" + k: v for k, v in floor.items()})
         report.config["flops"] = index.overlap_flops(queries[eval_rows])
         refs = {k: index.search(queries, k=k, algorithm="exhaustive") for k in cfg.ks}
-        docs_q, pairs = index.document_matrix(np.int32), query_terms(queries)
-        engines = [lambda: ours, lambda: OursPruned(docs, queries, work, cfg.block_size, cfg.pruned, index)]
-        makers = {"lucene": lambda: Lucene(docs_q, pairs, work, cfg.build_threads),
-                  "pisa": lambda: Pisa(docs_q, pairs, work, cfg.build_threads),
-                  "seismic": lambda: Seismic(docs_q, pairs, work, cfg.build_threads, cfg.seismic_builds,
-                                             cfg.seismic_heap_factors),
-                  "bmp": lambda: Bmp(docs_q, pairs, work, cfg.bmp_block_sizes, cfg.bmp_alphas)}
-        engines += [(name, makers[name]) for name in cfg.peers]
+        inputs = BenchInputs(cfg, docs, queries, index, index.document_matrix(np.int32), query_terms(queries), work)
         _progress(f"{workload['name']} at {cfg.n_docs:,} documents: {docs.nnz:,} postings, our index built")
-        for item in engines:
-            name, make = item if isinstance(item, tuple) else (None, item)
-            engine = None  # the last engine's indexes are dropped before the next one builds
-            try:
-                engine = make()
-                for built in engine.builds():
-                    _progress(f"{engine.system}: {built.name} (convert {built.convert_s:.1f} s, build "
-                              f"{built.build_s:.1f} s, {built.size_bytes / 2**20:,.1f} MiB)")
-                    for k in cfg.ks:
-                        for setting in engine.settings(built, k):
-                            _measure_setting(engine.system, built, setting, k, cfg, tune_rows, eval_rows, scorer,
-                                             refs[k], floor["ms_per_query"], index.n_docs, report)
-            except Exception as err:  # a peer that will not install or run is reported, never fatal
-                if name is None:
-                    raise
-                report.skipped[name] = f"{type(err).__name__}: {err}"
-                traceback.print_exc()
+
+        def measure_engine(engine, add_row: Callable[[Row], None], step: Callable[[str], None]) -> None:
+            for built in engine.builds():
+                _progress(f"{engine.system}: {built.name} (convert {built.convert_s:.1f} s, build "
+                          f"{built.build_s:.1f} s, {built.size_bytes / 2**20:,.1f} MiB)")
+                for k in cfg.ks:
+                    for setting in engine.settings(built, k):
+                        step(f"{engine.system}: {built.name}: {setting.variant}, k={k}")
+                        add_row(_measure_setting(engine.system, built, setting, k, cfg, tune_rows, eval_rows, scorer,
+                                                 refs[k], floor["ms_per_query"], index.n_docs))
+                step(f"{engine.system}: the build after {built.name}")
+
+        # ours in this process: a failure there is the run's failure
+        for engine in (ours, OursPruned(docs, queries, work, cfg.block_size, cfg.pruned, index)):
+            measure_engine(engine, report.rows.append, lambda _: None)
+        for name in cfg.peers:  # each peer in a child of its own: a crash costs that peer, never the run
+            def peer(send, name=name) -> None:
+                send("step", f"{name}: conversion and first build")
+                measure_engine(PEERS[name](inputs), lambda row: send("row", row), lambda text: send("step", text))
+
+            before = len(report.rows)
+            outcome = run_isolated(peer, lambda _, row: report.rows.append(row))
+            if outcome.failure:
+                report.skipped[name] = (f"{outcome.failure}, during {outcome.last_step or 'its start'} "
+                                        f"({len(report.rows) - before} settings measured before, kept)")
+                _progress(f"{name} stopped: {report.skipped[name]}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report.config["peak_rss_gib"] = round(peak_rss_gib(), 2)
+    report.config["peak_peer_rss_gib"] = round(peak_child_rss_gib(), 2)  # the largest peer's child process
     choose_points(report)
     report.config["ratios"] = ratios(report)
     return report
 
 
 def peak_rss_gib() -> float:
-    """This process's peak resident set so far (Linux reports KiB): every engine runs in it, so a run's memory
-    ceiling is this number, and a 1M run on a smaller machine is planned from it."""
+    """This process's peak resident set so far (Linux reports KiB): with the peak of the peers' children, a run's
+    memory ceiling, from which a 1M run on a smaller machine is planned."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
@@ -275,19 +306,17 @@ def _progress(message: str) -> None:
 
 
 def _measure_setting(system: str, built, setting: Setting, k: int, cfg: IndexBenchConfig, tune_rows: list[int],
-                     eval_rows: list[int], scorer: ExactScorer, ref, floor_ms: float, n_docs: int,
-                     report: Report) -> None:
+                     eval_rows: list[int], scorer: ExactScorer, ref, floor_ms: float, n_docs: int) -> Row:
     tuned, found = measure(setting, tune_rows, k, cfg.warmups, singles=False)
     tune_recall = scorer.recall(found, tune_rows, ref.doc_index, ref.int_scores)
     numbers, found = measure(setting, eval_rows, k, cfg.warmups, singles=True)
     recall = scorer.recall(found, eval_rows, ref.doc_index, ref.int_scores)
     named = setting.variant.startswith(built.name) or built.name == "exact index"
     variant = setting.variant if named else f"{built.name}: {setting.variant}"
-    report.rows.append(Row(system, variant, n_docs, k, setting.exact, index_bytes=built.size_bytes,
-                           build_s=built.build_s, convert_s=built.convert_s, tune_ms=tuned["batch_ms"],
-                           tune_recall=tune_recall, recall=recall,
-                           floor_x=numbers["batch_ms"] / floor_ms if floor_ms > 0 else None,
-                           note="; ".join(n for n in (setting.note, built.note) if n), **numbers))
+    return Row(system, variant, n_docs, k, setting.exact, index_bytes=built.size_bytes, build_s=built.build_s,
+               convert_s=built.convert_s, tune_ms=tuned["batch_ms"], tune_recall=tune_recall, recall=recall,
+               floor_x=numbers["batch_ms"] / floor_ms if floor_ms > 0 else None,
+               note="; ".join(n for n in (setting.note, built.note) if n), **numbers)
 
 
 def choose_points(report: Report) -> None:

@@ -152,3 +152,57 @@ def test_a_run_stopped_midway_keeps_every_report_it_finished(tmp_path, capsys, m
     (report,) = json.loads(kept.read_text())["reports"]
     assert report["config"]["n_docs"] == 600 and report["rows"]
     assert "[index-bench" in capsys.readouterr().err  # progress on stderr, per build
+
+
+def test_a_peer_that_crashes_costs_that_peer_not_the_run(tmp_path, monkeypatch):
+    """A native crash in one engine (Seismic's Rust build segfaulted 72 minutes into a 100k run) kills only that
+    engine's child: its settings measured before the crash are kept, the reason and step are reported, and the next
+    peer still runs."""
+    import faulthandler
+    import os
+    import signal
+
+    import pytest
+
+    from benchmark import index_bench
+    from benchmark.peers import Built, Ours, Setting
+
+    class Crashing:
+        system = "crashing engine"
+
+        def __init__(self, inputs):
+            self.ours = Ours(inputs.index, inputs.queries, inputs.work, Built("exact index", 0.0, 0.0, 1), ())
+
+        def builds(self):
+            yield Built("only build", 0.1, 0.2, 3)
+
+        def settings(self, build, k):
+            good = self.ours.settings(self.ours.built, k)[0]
+            crash = Setting("segfaults", True, batch=lambda rows, k: (faulthandler.disable(),  # no dump in the log
+                                                                     os.kill(os.getpid(), signal.SIGSEGV)),
+                            single=lambda q, k: None)
+            return [Setting("borrowed exhaustive", True, batch=good.batch, single=good.single), crash]
+
+    class Fine(Crashing):
+        system = "fine engine"
+
+        def settings(self, build, k):
+            return super().settings(build, k)[:1]
+
+    def missing(inputs):
+        raise ImportError("No module named 'pyterrier_pisa'")
+
+    monkeypatch.setitem(index_bench.PEERS, "crashing", Crashing)
+    monkeypatch.setitem(index_bench.PEERS, "fine", Fine)
+    monkeypatch.setitem(index_bench.PEERS, "missing", missing)
+    cfg = index_bench.IndexBenchConfig(n_docs=800, n_queries=10, ks=(10,), peers=("crashing", "missing", "fine"),
+                                       pruned=(), work_dir=str(tmp_path))
+    report = index_bench.run_index_bench(cfg)
+    crashed = [r for r in report.rows if r.system == "crashing engine"]
+    assert [r.variant for r in crashed] == ["only build: borrowed exhaustive"] and crashed[0].recall == 1.0
+    assert "SIGSEGV" in report.skipped["crashing"] and "segfaults, k=10" in report.skipped["crashing"]
+    assert report.skipped["missing"].startswith("ImportError: No module named 'pyterrier_pisa'")
+    assert "fine" not in report.skipped and [r.system for r in report.rows].count("fine engine") == 1
+    assert report.config["peak_peer_rss_gib"] > 0
+    with pytest.raises(ValueError, match="unknown peer"):
+        index_bench.run_index_bench(index_bench.IndexBenchConfig(n_docs=100, peers=("lucen",)))
