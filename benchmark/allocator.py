@@ -26,6 +26,7 @@ JEMALLOC_PATHS = ("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "/usr/lib/aarch6
                   "/usr/lib64/libjemalloc.so.2", "/usr/lib/libjemalloc.so.2", "/usr/local/lib/libjemalloc.so.2")
 GLIBC_KEEP = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967295"
 JEMALLOC_KEEP = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
+CHOICES = ("auto", "system", "jemalloc", "glibc")  # PROSPER_BENCH_ALLOCATOR
 
 
 def plan(env: dict[str, str] | None = None, platform: str | None = None) -> tuple[str, dict[str, str]]:
@@ -37,6 +38,8 @@ def plan(env: dict[str, str] | None = None, platform: str | None = None) -> tupl
     if not platform.startswith("linux"):
         return "system", {}
     wanted = env.get("PROSPER_BENCH_ALLOCATOR", "auto").lower()
+    if wanted not in CHOICES:  # a typo must not quietly measure under another allocator than the one asked for
+        raise ValueError(f"PROSPER_BENCH_ALLOCATOR={env['PROSPER_BENCH_ALLOCATOR']!r} is not one of {', '.join(CHOICES)}")
     if wanted == "system":
         return "system", {}
     if any(env.get(name) for name in ("LD_PRELOAD", "GLIBC_TUNABLES", "MALLOC_CONF")):
@@ -45,12 +48,18 @@ def plan(env: dict[str, str] | None = None, platform: str | None = None) -> tupl
         library = next((p for p in JEMALLOC_PATHS if Path(p).exists()), None)
         if library:
             return "jemalloc", {"LD_PRELOAD": library, "MALLOC_CONF": JEMALLOC_KEEP, MARK: "jemalloc"}
+        if wanted == "jemalloc":
+            raise ValueError("PROSPER_BENCH_ALLOCATOR=jemalloc, but libjemalloc.so.2 is not installed (Debian: "
+                             "apt-get install libjemalloc2); unset it to fall back to glibc")
     return "glibc, no mmap or trim", {"GLIBC_TUNABLES": GLIBC_KEEP, MARK: "glibc, no mmap or trim"}
 
 
 def reexec_with_kept_memory(argv: list[str]) -> None:
     """Replace this process with ``python -m benchmark ARGV`` under the chosen allocator (returns when none applies)."""
-    name, extra = plan()
+    try:
+        name, extra = plan()
+    except ValueError as err:
+        sys.exit(f"python -m benchmark: error: {err}")
     if not extra:
         os.environ.setdefault(MARK, name)
         return

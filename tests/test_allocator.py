@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmark import allocator
 
 
@@ -26,6 +28,20 @@ def test_the_user_s_own_allocator_settings_and_the_opt_out_are_left_alone(tmp_pa
     name, extra = allocator.plan({}, "linux")
     assert "mmap_max=0" in extra["GLIBC_TUNABLES"] and extra[allocator.MARK] == name
     assert allocator.plan({"PROSPER_BENCH_ALLOCATOR": "glibc"}, "linux")[1]["GLIBC_TUNABLES"] == allocator.GLIBC_KEEP
+    with pytest.raises(ValueError, match="libjemalloc2"):  # asked for by name and absent: said, not substituted
+        allocator.plan({"PROSPER_BENCH_ALLOCATOR": "jemalloc"}, "linux")
+    with pytest.raises(ValueError, match="'jemaloc' is not one of auto, system, jemalloc, glibc"):
+        allocator.plan({"PROSPER_BENCH_ALLOCATOR": "jemaloc"}, "linux")
+
+
+def test_a_misspelt_allocator_stops_the_cli_with_a_clear_error():
+    env = {**os.environ, "PROSPER_BENCH_ALLOCATOR": "jemaloc"}
+    env.pop(allocator.MARK, None)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    done = subprocess.run([sys.executable, "-m", "benchmark", "list"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1 and "error: PROSPER_BENCH_ALLOCATOR='jemaloc' is not one of" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_a_cli_run_re_executes_once_and_records_its_allocator(tmp_path):
