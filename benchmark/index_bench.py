@@ -115,10 +115,12 @@ class Report:
 class ExactScorer:
     """Exact integer scores of any (query, doc) pair on the quantized weights, for tie-aware recall."""
 
-    def __init__(self, index: InvertedIndex, queries: sp.csr_matrix):
+    def __init__(self, index: InvertedIndex, queries: sp.csr_matrix, documents: sp.csr_matrix | None = None):
+        """``documents``: the index's ``document_matrix`` when the caller holds one already (int32 is exact: at most
+        256 query terms x 255 x 255 = 16.6M), so a 1M run keeps one copy of the collection, not two."""
         indptr, terms, weights, _ = quantize_queries(queries)
-        self.q = sp.csr_matrix((weights, terms, indptr), shape=(queries.shape[0], index.vocab_size))
-        self.d = index.document_matrix()
+        self.q = sp.csr_matrix((weights.astype(np.int32), terms, indptr), shape=(queries.shape[0], index.vocab_size))
+        self.d = index.document_matrix(np.int32) if documents is None else documents
 
     def recall(self, retrieved: list[list[int]], rows: list[int], reference: np.ndarray,
                reference_scores: np.ndarray) -> float:
@@ -206,7 +208,6 @@ class BenchInputs:
     """What every engine is built from: the same quantized collection and queries (see the module docstring)."""
 
     cfg: IndexBenchConfig
-    docs: sp.csr_matrix
     queries: sp.csr_matrix
     index: InvertedIndex
     docs_q: sp.csr_matrix  # the 8-bit document impacts, int32
@@ -232,7 +233,8 @@ def run_index_bench(cfg: IndexBenchConfig) -> Report:
     n_tune = queries.shape[0] - cfg.n_queries
     tune_rows, eval_rows = list(range(n_tune)), list(range(n_tune, queries.shape[0]))
     report.config["workload_info"] = workload
-    report.config.update({"postings": int(docs.nnz), "mean_doc_terms": float(docs.nnz / docs.shape[0]),
+    postings = int(docs.nnz)
+    report.config.update({"postings": postings, "mean_doc_terms": float(postings / docs.shape[0]),
                           "mean_query_terms": float(queries.nnz / queries.shape[0]), "tuning_queries": n_tune,
                           "evaluation_queries": len(eval_rows)})
     parent = Path(cfg.work_dir) if cfg.work_dir else None
@@ -241,14 +243,16 @@ def run_index_bench(cfg: IndexBenchConfig) -> Report:
     work = Path(tempfile.mkdtemp(prefix="index-bench-", dir=parent))
     try:
         ours = Ours.build(docs, queries, work, cfg.block_size, cfg.approximate)
+        del docs  # from here on every engine reads the quantized impacts: the float copy would only hold memory
         index = ours.index
-        scorer = ExactScorer(index, queries)
+        docs_q = index.document_matrix(np.int32)
+        scorer = ExactScorer(index, queries, docs_q)
         floor = streaming_floor(index, queries[eval_rows])
         report.config.update({"floor_" + k: v for k, v in floor.items()})
         report.config["flops"] = index.overlap_flops(queries[eval_rows])
         refs = {k: index.search(queries, k=k, algorithm="exhaustive") for k in cfg.ks}
-        inputs = BenchInputs(cfg, docs, queries, index, index.document_matrix(np.int32), query_terms(queries), work)
-        _progress(f"{workload['name']} at {cfg.n_docs:,} documents: {docs.nnz:,} postings, our index built")
+        inputs = BenchInputs(cfg, queries, index, docs_q, query_terms(queries), work)
+        _progress(f"{workload['name']} at {cfg.n_docs:,} documents: {postings:,} postings, our index built")
 
         def measure_engine(engine, add_row: Callable[[Row], None], step: Callable[[str], None]) -> None:
             for built in engine.builds():
@@ -262,7 +266,7 @@ def run_index_bench(cfg: IndexBenchConfig) -> Report:
                 step(f"{engine.system}: the build after {built.name}")
 
         # ours in this process: a failure there is the run's failure
-        for engine in (ours, OursPruned(docs, queries, work, cfg.block_size, cfg.pruned, index)):
+        for engine in (ours, OursPruned(queries, work, cfg.pruned, index)):
             measure_engine(engine, report.rows.append, lambda _: None)
         for name in cfg.peers:  # each peer in a child of its own: a crash costs that peer, never the run
             def peer(send, name=name) -> None:

@@ -146,9 +146,9 @@ class OursPruned:
 
     system = "prosper-bench"
 
-    def __init__(self, docs: sp.csr_matrix, queries: sp.csr_matrix, work: Path, block_size: int,
-                 grid: tuple[tuple[int | None, int, int | None, int | None], ...], index: InvertedIndex):
-        self.queries, self.work, self.block_size, self.exact_index = queries, work, block_size, index
+    def __init__(self, queries: sp.csr_matrix, work: Path, grid: tuple[tuple[int | None, int, int | None, int | None], ...],
+                 index: InvertedIndex):
+        self.queries, self.work, self.exact_index = queries, work, index
         self.grid = grid
         self._built: dict[str, tuple[Built, ApproximateIndex, list]] = {}
         plans: dict[tuple[int | None, int, bool], list[tuple[int | None, int | None]]] = {}
