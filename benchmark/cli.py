@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="peer engines (pip install -e '.[bench]')")
     bench.add_argument("--ks", type=_positive_int, nargs="+", default=[10, 1000])
     bench.add_argument("--work-dir", help="scratch folder for the indexes (default: system temp)")
+    bench.add_argument("--render", nargs="+", metavar="RESULT.json",
+                       help="rewrite these result files' markdown (goals table first) and figures from their rows; "
+                            "runs nothing")
     bench.add_argument("--output", default=str(DEFAULT_OUTPUT))
 
     growth = sub.add_parser("cost-growth", help="per-stage time and peak memory against corpus size (scale-* results)")
@@ -332,10 +335,14 @@ def _print_summary(dataset, rows) -> None:
 
 
 def cmd_index_bench(args: argparse.Namespace) -> int:
-    from benchmark.index_bench import IndexBenchConfig, markdown, run_index_bench, write_reports
+    from benchmark.index_bench import IndexBenchConfig, markdown, render, run_index_bench, write_reports
     from benchmark.results import utc_stamp
     from benchmark.workloads import profile_from_retriever, save_profile
 
+    if args.render:
+        for path in args.render:
+            print(f"wrote {render(Path(path))}")
+        return 0
     workloads = list(args.workload)
     if args.fit_from:
         profile = profile_from_retriever(args.fit_from, args.dataset, args.data_dir)

@@ -364,7 +364,8 @@ def ratios(report: Report) -> dict[str, Any]:
         ours = chosen("prosper-bench", k, "exact")
         bmp_safe = [r for r in report.rows if r.system.startswith("bmp") and r.k == k and r.exact]
         bmp_safe_row = min(bmp_safe, key=lambda r: r.tune_ms) if bmp_safe else None
-        out[f"k={k}"] = {"ours_exact": point(ours),
+        out[f"k={k}"] = {"ours_exact": point(ours), "pisa_exact": point(chosen("pisa", k, "exact")),
+                         "lucene_exact": point(chosen("lucene", k, "exact")),
                          "vs_our_exhaustive": ratio(next((r for r in report.rows if r.system == "prosper-bench"
                                                           and r.k == k and r.variant == "exhaustive"), None), ours),
                          "vs_pisa": ratio(chosen("pisa", k, "exact"), ours),
@@ -384,6 +385,59 @@ def ratios(report: Report) -> dict[str, Any]:
 
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
+
+
+#: The serving goals every workload is held to (issue 26): exact k=10 at least 3x PISA and Lucene and faster than BMP's
+#: safe mode; exact k=1000 at least 2x PISA; approximate at recall >= 0.99 no slower than Seismic at that recall, with
+#: at most a third of its index.
+GOALS = {"k10_vs_pisa": 3.0, "k10_vs_lucene": 3.0, "k10_vs_bmp_safe": 1.0, "k1000_vs_pisa": 2.0,
+         "approx_time_vs_seismic": 1.0, "approx_index_vs_seismic": 1 / 3}
+
+
+def _workload_label(config: dict[str, Any]) -> str:
+    return f"{config.get('workload_info', {}).get('name', config['workload'])}, {config['n_docs']:,}"
+
+
+def goals_markdown(reports: list[Report]) -> str:
+    """The goals, met or missed, with the figures, from each report's ratios: the table the README quotes."""
+    def ms(point: dict | None) -> str:
+        return "-" if not point else f"{point['batch_ms']:.2f} ({point['variant'].split(': ')[-1]})"
+
+    def verdict(value: float | None, holds: Callable[[float], bool]) -> str:
+        return "not measured" if value is None else "met" if holds(value) else "missed"
+
+    exact = ["| workload | k | ours, exact | PISA | Lucene | BMP safe (its recall) | ours vs PISA | vs Lucene "
+             "| vs BMP safe | goal |", "|" + "---|" * 10]
+    approx = ["| workload | k | ours at tuning recall >= 0.99 (evaluation recall) | Seismic (evaluation recall) "
+              "| time vs Seismic | index vs Seismic | goal (time, index) |", "|" + "---|" * 7]
+    for report in reports:
+        label = _workload_label(report.config)
+        for key, r in report.config.get("ratios", {}).items():
+            k = int(key.split("=")[1])
+            bmp = r.get("bmp_safe")
+            if k == 10:
+                goal = (f">= 3x PISA {verdict(r['vs_pisa'], lambda v: v >= GOALS['k10_vs_pisa'])}, >= 3x Lucene "
+                        f"{verdict(r['vs_lucene'], lambda v: v >= GOALS['k10_vs_lucene'])}, faster than BMP safe "
+                        f"{verdict(r['vs_bmp_safe'], lambda v: v > GOALS['k10_vs_bmp_safe'])}")
+            else:
+                goal = f">= 2x PISA {verdict(r['vs_pisa'], lambda v: v >= GOALS['k1000_vs_pisa'])}"
+            bmp_recall = f" ({bmp['recall']:.3f})" if bmp else ""
+            exact.append(f"| {label} | {k} | {ms(r['ours_exact'])} | {ms(r.get('pisa_exact'))} | "
+                         f"{ms(r.get('lucene_exact'))} | "
+                         f"{ms(bmp)}{bmp_recall} | {_fmt(r['vs_pisa'], '.2f')}x | {_fmt(r['vs_lucene'], '.2f')}x | "
+                         f"{_fmt(r['vs_bmp_safe'], '.2f')}x | {goal} |")
+            a = r["approximate_recall>=0.99"]
+            ours, seismic = a["ours"], a["seismic"]
+            ours_recall = f", {ours['recall']:.4f}" if ours else ""
+            seismic_recall = f", {seismic['recall']:.4f}; {seismic['reference']}" if seismic else ""
+            approx.append(f"| {label} | {k} | {ms(ours)}{ours_recall} | {ms(seismic)}{seismic_recall} | "
+                          f"{_fmt(a['time_vs_seismic'], '.2f')} | {_fmt(a['index_size_vs_seismic'], '.3f')} | "
+                          f"{verdict(a['time_vs_seismic'], lambda v: v <= GOALS['approx_time_vs_seismic'])}, "
+                          f"{verdict(a['index_size_vs_seismic'], lambda v: v <= GOALS['approx_index_vs_seismic'])} |")
+        for name, why in report.skipped.items():
+            exact.append(f"| {label} | - | {name} not measured: {why} |" + " |" * 7)
+    return ("Exact serving, ms per evaluation query at the points chosen on the tuning queries:\n\n" + "\n".join(exact)
+            + "\n\nApproximate serving:\n\n" + "\n".join(approx) + "\n")
 
 
 def markdown(reports: list[Report]) -> str:
@@ -447,16 +501,40 @@ def write_reports(reports: list[Report], output: Path, stamp: str | None = None)
     stamp = stamp or utc_stamp()
     folder = Path(output) / "index-bench"
     folder.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = folder / f"{stamp}.json", folder / f"{stamp}.md"
+    json_path = folder / f"{stamp}.json"
     payload = {"schema_version": 3, "created": stamp, "environment": environment(),
                "reports": [{"config": _portable_config(r.config), "rows": [asdict(x) for x in r.rows],
                             "skipped": r.skipped} for r in reports]}
     json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    return json_path, render(json_path, reports)
+
+
+def load_reports(json_path: Path) -> list[Report]:
+    """The reports of a result file, their ratios recomputed from their rows (the points chosen on tuning are stored
+    with the rows, so this gives the same numbers, and new summaries apply to old runs)."""
+    payload = json.loads(Path(json_path).read_text())
+    if payload.get("schema_version") != 3:
+        raise ValueError(f"{json_path}: schema {payload.get('schema_version')} predates the tuning/evaluation split "
+                         "and cannot be rendered under the current rules")
+    reports = []
+    for item in payload["reports"]:
+        report = Report(item["config"], [Row(**row) for row in item["rows"]], item.get("skipped", {}))
+        report.config["ratios"] = ratios(report)
+        reports.append(report)
+    return reports
+
+
+def render(json_path: Path, reports: list[Report] | None = None) -> Path:
+    """The result file's markdown (goals first, then every row) and its recall-time figures, beside it."""
+    json_path = Path(json_path)
+    reports = load_reports(json_path) if reports is None else reports
     figures = []
     for i, report in enumerate(reports):
         for k in report.config["ks"]:
-            svg = folder / f"{stamp}-{i}-k{k}.svg"
+            svg = json_path.with_name(f"{json_path.stem}-{i}-k{k}.svg")
             svg.write_text(curves_svg(report, k), encoding="utf-8")
             figures.append(f"![curves]({svg.name})")
-    md_path.write_text("# Inverted index benchmark\n\n" + markdown(reports) + "\n" + "\n".join(figures) + "\n")
-    return json_path, md_path
+    md_path = json_path.with_suffix(".md")
+    md_path.write_text("# Inverted index benchmark\n\n## Goals\n\n" + goals_markdown(reports) + "\n## Every setting\n\n"
+                       + markdown(reports) + "\n" + "\n".join(figures) + "\n")
+    return md_path
