@@ -55,16 +55,17 @@ def _run(row: str, dataset: str, output: Path, sets: list[str], env: dict[str, s
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
     (new,) = set(find_results(output, dataset)) - before
-    return _entry(named_under(new, output.parent), load_result(new))
+    return _entry(named_under(new, output.parent.parent), load_result(new))  # output: <results>/spread/runs
 
 
 def _entry(file: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """One run of the summary: its file, the kernels torch dispatched and the metrics the spread is taken over."""
+    """One run of the summary: its file (relative to the results folder, as compare files name theirs), the kernels
+    torch dispatched and the metrics the spread is taken over."""
     return {"file": file, "capability": payload.get("environment", {}).get("machine", {}).get("torch_cpu_capability"),
             "metrics": {m: payload["metrics"][m] for m in METRICS}}
 
 
-def native_from(path: Path, row: str, dataset: str) -> dict[str, Any]:
+def native_from(path: Path, row: str, dataset: str, results: Path | None = None) -> dict[str, Any]:
     """An existing result as the native run - the row's current registered config (no --set beyond restating a
     registered value), made on a CPU of this machine's model and kernels - so a row that takes minutes to train is not
     trained a second time for it."""
@@ -94,13 +95,13 @@ def native_from(path: Path, row: str, dataset: str) -> dict[str, Any]:
             problems.append(f"its {key} is {ran_on.get(key)!r}, this machine's {value!r}")
     if problems:
         raise ValueError(f"--native {path}: " + "; ".join(problems))
-    return _entry(str(path), payload)
+    return _entry(named_under(path, results) if results is not None else str(path), payload)
 
 
 def measure(row: str, dataset: str, output: Path, seeds: list[int], kernels: list[str], seed_key: str,
             data_dir: str | None = None, native: Path | None = None) -> dict[str, Any]:
     output = Path(output)
-    runs: dict[str, Any] = {"native": (native_from(Path(native), row, dataset) if native
+    runs: dict[str, Any] = {"native": (native_from(Path(native), row, dataset, output.parent) if native
                                        else _run(row, dataset, output / "runs", [], {}, data_dir))}
     for kernel in kernels:
         runs[f"kernel:{kernel}"] = _run(row, dataset, output / "runs", [], KERNEL_ENV[kernel], data_dir)

@@ -52,6 +52,19 @@ def _result_here(tmp_path: Path, overrides: dict | None = None, **machine_fields
 def test_an_existing_run_of_the_row_on_this_machine_stands_in_for_the_native_run(tmp_path):
     native = native_from(_result_here(tmp_path), "prosper", "demo")
     assert native["metrics"]["MRR@10"] > 0.5 and set(native["metrics"]) == set(METRICS)
+    # named relative to the results folder, like the seed and kernel runs and the compare files
+    (tmp_path / "demo").mkdir()
+    moved = _result_here(tmp_path / "demo")
+    assert native_from(moved, "prosper", "demo", tmp_path)["file"] == f"demo/{moved.name}"
+
+
+def test_every_committed_spread_names_files_that_exist_relative_to_the_results_folder():
+    results = Path(__file__).resolve().parent.parent / "results"
+    summaries = sorted((results / "spread").glob("*.json"))
+    assert summaries
+    for summary in summaries:
+        for name, run in json.loads(summary.read_text())["runs"].items():
+            assert (results / run["file"]).is_file(), (summary.name, name, run["file"])
 
 
 @pytest.mark.parametrize(("row", "dataset", "fields", "says"), [
