@@ -275,6 +275,8 @@ def run_index_bench(cfg: IndexBenchConfig) -> Report:
 
             before = len(report.rows)
             outcome = run_isolated(peer, lambda _, row: report.rows.append(row))
+            if outcome.peak_rss_gib is not None:
+                report.config.setdefault("peer_peak_rss_gib", {})[name] = round(outcome.peak_rss_gib, 2)
             if outcome.failure:
                 report.skipped[name] = (f"{outcome.failure}, during {outcome.last_step or 'its start'} "
                                         f"({len(report.rows) - before} settings measured before, kept)")
@@ -463,6 +465,12 @@ def markdown(reports: list[Report]) -> str:
                          f"{_fmt(r.recall, '.4f')} | {r.chosen} |")
         for name, why in report.skipped.items():
             lines.append(f"\n{name} not measured: {why}")
+        if "peak_rss_gib" in c:
+            peers = ", ".join(f"{name} {gib:.1f}" for name, gib in c.get("peer_peak_rss_gib", {}).items())
+            lines.append(f"\nPeak resident memory, GiB: this process (workload, our indexes, exact scorer) "
+                         f"{c['peak_rss_gib']:.1f}; " + (f"each peer's own process: {peers}" if peers else
+                                                         f"the largest peer's process {c['peak_peer_rss_gib']:.1f}")
+                         + " (the result file's environment names the allocator).")
         lines.append("\nRatios (evaluation ms/query of the points chosen on tuning, this run): `"
                      + json.dumps(c.get("ratios", {})) + "`\n")
     return "\n".join(lines)

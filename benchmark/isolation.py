@@ -26,6 +26,7 @@ class Outcome:
     failure: str | None
     last_step: str = ""
     messages: int = 0
+    peak_rss_gib: float | None = None  # the child's own peak, sent as it ends (None when it died before that)
 
 
 def run_isolated(work: Callable[[Callable[[str, Any], None]], None], receive: Callable[[str, Any], None]) -> Outcome:
@@ -48,6 +49,8 @@ def run_isolated(work: Callable[[Callable[[str, Any], None]], None], receive: Ca
             outcome.last_step = payload
         elif kind == "error":
             outcome.failure = payload
+        elif kind == "peak_rss_gib":
+            outcome.peak_rss_gib = payload
         else:
             outcome.messages += 1
             receive(kind, payload)
@@ -80,6 +83,8 @@ def _child(work: Callable[[Callable[[str, Any], None]], None], writer) -> None:
         traceback.print_exc()
         send("error", f"{type(err).__name__}: {err}")
     finally:
+        # its own peak: what one engine needs (pages shared with the parent count once they are touched)
+        send("peak_rss_gib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
         writer.close()
 
 

@@ -44,6 +44,8 @@ def test_index_bench_tunes_on_some_queries_and_reports_on_others(tmp_path, capsy
     assert "ms/query" in out
     # memory decides whether a 1M run finishes: the peak is in the result, and each progress line says it
     assert 0.05 < config["peak_rss_gib"] < 20 and "peak" in err and " GiB" in err
+    assert f"Peak resident memory, GiB: this process (workload, our indexes, exact scorer) {config['peak_rss_gib']:.1f}" \
+        in written
 
 
 def test_a_fitted_workload_reproduces_the_marginals_it_was_fitted_to(tmp_path):
@@ -197,6 +199,7 @@ def test_a_peer_that_crashes_costs_that_peer_not_the_run(tmp_path, monkeypatch):
         system = "fine engine"
 
         def settings(self, build, k):
+            self.ballast = np.ones(40 * 2**20)  # 320 MiB touched: its peak must show it
             return super().settings(build, k)[:1]
 
     def missing(inputs):
@@ -214,5 +217,8 @@ def test_a_peer_that_crashes_costs_that_peer_not_the_run(tmp_path, monkeypatch):
     assert report.skipped["missing"].startswith("ImportError: No module named 'pyterrier_pisa'")
     assert "fine" not in report.skipped and [r.system for r in report.rows].count("fine engine") == 1
     assert report.config["peak_peer_rss_gib"] > 0
+    # each peer's own peak, sent as it ends: what one engine needs (a child killed by a signal sends none)
+    peaks = report.config["peer_peak_rss_gib"]
+    assert set(peaks) == {"missing", "fine"} and peaks["fine"] > peaks["missing"] + 0.25
     with pytest.raises(ValueError, match="unknown peer"):
         index_bench.run_index_bench(index_bench.IndexBenchConfig(n_docs=100, peers=("lucen",)))
