@@ -44,7 +44,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from benchmark.isolation import peak_child_rss_gib, run_isolated
+from benchmark.isolation import peak_child_rss_gib, peak_rss_gib, run_isolated
 from benchmark.peers import Bmp, Lucene, Ours, OursPruned, Pisa, Seismic, Setting, query_terms
 from benchmark.workloads import generate, load_profile, synthetic_sparse
 from retrievers.inverted_index import InvertedIndex, quantize_queries
@@ -290,12 +290,6 @@ def run_index_bench(cfg: IndexBenchConfig) -> Report:
     return report
 
 
-def peak_rss_gib() -> float:
-    """This process's peak resident set so far (Linux reports KiB): with the peak of the peers' children, a run's
-    memory ceiling, from which a 1M run on a smaller machine is planned."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
 def _rss_gib() -> float:
     try:
         with open("/proc/self/statm") as statm:
@@ -466,11 +460,11 @@ def markdown(reports: list[Report]) -> str:
         for name, why in report.skipped.items():
             lines.append(f"\n{name} not measured: {why}")
         if "peak_rss_gib" in c:
-            peers = ", ".join(f"{name} {gib:.1f}" for name, gib in c.get("peer_peak_rss_gib", {}).items())
+            each = ", ".join(f"{name} {gib:.1f}" for name, gib in c.get("peer_peak_rss_gib", {}).items())
+            peers = (f"; each peer's own process: {each}" if each else  # older results: the largest peer's only
+                     f"; the largest peer's process {c['peak_peer_rss_gib']:.1f}" if c.get("peers") else "")
             lines.append(f"\nPeak resident memory, GiB: this process (workload, our indexes, exact scorer) "
-                         f"{c['peak_rss_gib']:.1f}; " + (f"each peer's own process: {peers}" if peers else
-                                                         f"the largest peer's process {c['peak_peer_rss_gib']:.1f}")
-                         + " (the result file's environment names the allocator).")
+                         f"{c['peak_rss_gib']:.1f}{peers} (the result file's environment names the allocator).")
         lines.append("\nRatios (evaluation ms/query of the points chosen on tuning, this run): `"
                      + json.dumps(c.get("ratios", {})) + "`\n")
     return "\n".join(lines)

@@ -84,8 +84,14 @@ def _child(work: Callable[[Callable[[str, Any], None]], None], writer) -> None:
         send("error", f"{type(err).__name__}: {err}")
     finally:
         # its own peak: what one engine needs (pages shared with the parent count once they are touched)
-        send("peak_rss_gib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+        send("peak_rss_gib", peak_rss_gib())
         writer.close()
+
+
+def peak_rss_gib() -> float:
+    """This process's peak resident set so far (Linux reports KiB): with the peak of the peers' children, a run's
+    memory ceiling, from which a 1M run on a smaller machine is planned."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def peak_child_rss_gib() -> float:
