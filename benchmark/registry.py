@@ -105,7 +105,7 @@ def _coerce(value: Any, expected: Any, name: str, where: str) -> Any:
 def check_overrides(name: str, config: Any, overrides: dict[str, Any]) -> None:
     """What can only be judged against the built config: a ``--set`` key of a training preset that will not run
     (``train.*`` when pretrained weights load and ``train_pretrained`` trains, or the reverse) is refused, not ignored."""
-    from retrievers.model_loading import check_preset_overrides
+    from retrievers.resources.model_loading import check_preset_overrides
 
     try:
         check_preset_overrides(name, config, overrides)

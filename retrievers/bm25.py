@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from retrievers.base import Retriever, Run, Timer, directory_size, latency_summary, write_json_atomic
 from retrievers.options import at_least, between, choice
-from retrievers.tokenization import Tokenizer, load_saved_tokenizer, load_tokenizer
+from retrievers.resources.tokenization import Tokenizer, load_saved_tokenizer, load_tokenizer
 
 
 @dataclass
@@ -118,7 +118,7 @@ class BM25Retriever(Retriever):
         write_json_atomic(index_dir / "bm25_meta.json", meta)
 
     def _index_lucene(self, pids: list[str], rows: Iterable[dict], index_dir: Path, collection_class: str) -> None:
-        from retrievers.jvm import ensure_jvm
+        from retrievers.resources.jvm import ensure_jvm
 
         ensure_jvm()
         from jnius import autoclass
@@ -139,7 +139,7 @@ class BM25Retriever(Retriever):
         self._open_lucene(target)
 
     def _open_lucene(self, path: Path) -> None:
-        from retrievers.jvm import ensure_jvm
+        from retrievers.resources.jvm import ensure_jvm
 
         ensure_jvm()
         from pyserini.analysis import JWhiteSpaceAnalyzer

@@ -31,14 +31,14 @@ import torch
 from retrievers.base import Run, Timer, device_provenance, nested_from_dicts, torch_device, write_json_atomic
 from retrievers.batching import encode_in_length_order
 from retrievers.bm25 import BM25Config, BM25Retriever
-from retrievers.hub import WEIGHT_SOURCES, weights_digest
-from retrievers.impact_serving import ImpactRetriever
-from retrievers.inverted_index import ALGORITHMS
-from retrievers.model_loading import PRECISIONS, precision_plan, pretrained_or_scratch, training_preset
+from retrievers.index.impact_serving import ImpactRetriever
+from retrievers.index.inverted_index import ALGORITHMS
 from retrievers.options import above, at_least, between, choice
+from retrievers.resources.hub import WEIGHT_SOURCES, weights_digest
+from retrievers.resources.model_loading import PRECISIONS, precision_plan, pretrained_or_scratch, training_preset
+from retrievers.resources.tokenization import load_saved_tokenizer
 from retrievers.sharding import encode_corpus, is_main, threads_per_process
-from retrievers.tokenization import load_saved_tokenizer
-from retrievers.training import TrainConfig, paper_training, train, training_pairs
+from retrievers.training.loop import TrainConfig, paper_training, train, training_pairs
 
 
 @dataclass
@@ -104,7 +104,7 @@ class DeepCTModel(torch.nn.Module):
                 if "path" in self.provenance:
                     self.provenance["weights_sha256"] = weights_digest(self.provenance["path"])
             else:
-                from retrievers.tokenization import load_tokenizer
+                from retrievers.resources.tokenization import load_tokenizer
 
                 tok = load_tokenizer(config.model_id, list(texts or []))
                 self.tokenizer = tok.hf

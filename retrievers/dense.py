@@ -6,7 +6,7 @@
 - e5: ``intfloat/multilingual-e5-small``: mean pooling, L2-normalised, "query: " / "passage: " prefixes, temperature
   0.01; zero-shot (``fine_tune: false``) or fine-tuned on the training pairs.
 
-Weights, precision and the training preset follow ``retrievers.model_loading``: the real weights (``model_path``, the
+Weights, precision and the training preset follow ``retrievers.resources.model_loading``: the real weights (``model_path``, the
 HF cache, the Hub, or a packaged port such as e5's) are fine-tuned with ``train_pretrained`` (the paper's settings);
 without them, where allowed, the ``scratch`` preset builds the same architecture family (BERT) at a small size with
 the real tokenizer and trains it with ``train``. Either way the shared contrastive trainer sees the same pairs as every
@@ -39,11 +39,17 @@ from retrievers.base import (
     torch_device,
     write_json_atomic,
 )
-from retrievers.hub import WEIGHT_SOURCES, weights_digest
-from retrievers.model_loading import PRECISIONS, enable_checkpointing, precision_plan, pretrained_or_scratch, training_preset
 from retrievers.options import above, at_least, choice
+from retrievers.resources.hub import WEIGHT_SOURCES, weights_digest
+from retrievers.resources.model_loading import (
+    PRECISIONS,
+    enable_checkpointing,
+    precision_plan,
+    pretrained_or_scratch,
+    training_preset,
+)
 from retrievers.sharding import encode_corpus, is_main, threads_per_process
-from retrievers.training import TrainConfig, info_nce, paper_training, train, training_pairs
+from retrievers.training.loop import TrainConfig, info_nce, paper_training, train, training_pairs
 
 BGE_ZH_INSTRUCTION = "为这个句子生成表示以用于检索相关文章："
 
@@ -146,7 +152,7 @@ class DenseEncoder(torch.nn.Module):
         from sentence_transformers.sentence_transformer.modules import Transformer
         from transformers import BertConfig, BertModel
 
-        from retrievers.tokenization import load_tokenizer
+        from retrievers.resources.tokenization import load_tokenizer
 
         if texts is None or work_dir is None:
             raise ValueError("a scratch model needs training texts and a work folder")

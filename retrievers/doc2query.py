@@ -21,12 +21,12 @@ from tqdm.auto import tqdm
 
 from retrievers.base import Retriever, Run, Timer, device_provenance, nested_from_dicts, torch_device, write_json_atomic
 from retrievers.bm25 import BM25Config, BM25Retriever
-from retrievers.hub import WEIGHT_SOURCES, weights_digest
-from retrievers.model_loading import PRECISIONS, precision_plan, pretrained_or_scratch, training_preset
 from retrievers.options import at_least, choice
+from retrievers.resources.hub import WEIGHT_SOURCES, weights_digest
+from retrievers.resources.model_loading import PRECISIONS, precision_plan, pretrained_or_scratch, training_preset
+from retrievers.resources.tokenization import load_saved_tokenizer
 from retrievers.sharding import is_main, threads_per_process
-from retrievers.tokenization import load_saved_tokenizer
-from retrievers.training import TrainConfig, train, training_pairs
+from retrievers.training.loop import TrainConfig, train, training_pairs
 
 
 @dataclass
@@ -103,7 +103,7 @@ class QueryGenerator(torch.nn.Module):
             if "path" in self.provenance:
                 self.provenance["weights_sha256"] = weights_digest(self.provenance["path"])
         else:
-            from retrievers.tokenization import load_tokenizer
+            from retrievers.resources.tokenization import load_tokenizer
 
             tok = load_tokenizer(config.scratch_tokenizer, list(texts or []))
             self.tokenizer = tok.hf

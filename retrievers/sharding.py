@@ -11,7 +11,7 @@ writes the one result file. Without ``torchrun`` (``WORLD_SIZE`` unset) everythi
 does it all.
 
 Shards travel through files in the index folder rather than collective ops (no NCCL gather of hundreds of MB), and the
-folder is on the node's own disk. Training under the same ``torchrun`` is data-parallel (``retrievers/training.py``).
+folder is on the node's own disk. Training under the same ``torchrun`` is data-parallel (``retrievers/training/loop.py``).
 Encoding is per passage, so the joined matrix equals a one-process encoding up to floating-point batch effects.
 """
 

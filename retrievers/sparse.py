@@ -16,7 +16,7 @@ Every variant of the paper's Table 2 and its ablations is a :class:`SparseConfig
 Paper choices made here (documented, configurable): LFW is applied at indexing and query time as in training
 (``lfw_at_inference``); the query side is served with its top ``query_top_m`` terms (None offline; 16 "online").
 
-Weights, precision and training preset follow ``retrievers.model_loading``: the real weights by their Hugging Face id
+Weights, precision and training preset follow ``retrievers.resources.model_loading``: the real weights by their Hugging Face id
 (``model_path``, HF cache, Hub, packaged port) with the paper's training settings (``train_pretrained``), or - where
 allowed - a small ``scratch`` model of the same architecture with the real tokenizer, trained with ``train``.
 ``output_vocabulary: seen`` restricts a pretrained model's *output* terms to the tokens of its training texts (its
@@ -37,15 +37,21 @@ import torch
 from retrievers import sparse_ops as ops
 from retrievers.base import device_provenance, nested_from_dicts, torch_device
 from retrievers.batching import encode_in_length_order
-from retrievers.hub import WEIGHT_SOURCES, weights_digest
-from retrievers.impact_serving import ImpactRetriever
-from retrievers.inverted_index import ALGORITHMS
-from retrievers.model_loading import PRECISIONS, enable_checkpointing, precision_plan, pretrained_or_scratch, training_preset
+from retrievers.index.impact_serving import ImpactRetriever
+from retrievers.index.inverted_index import ALGORITHMS
 from retrievers.options import at_least, choice, window
+from retrievers.resources.hub import WEIGHT_SOURCES, weights_digest
+from retrievers.resources.model_loading import (
+    PRECISIONS,
+    enable_checkpointing,
+    precision_plan,
+    pretrained_or_scratch,
+    training_preset,
+)
+from retrievers.resources.tokenization import VocabularySubset, load_saved_tokenizer, readable_token
 from retrievers.sharding import is_main, threads_per_process
 from retrievers.sparse_ops import NORMALISATIONS
-from retrievers.tokenization import VocabularySubset, load_saved_tokenizer, readable_token
-from retrievers.training import TrainConfig, info_nce, paper_training, quadratic_warmup, train, training_pairs
+from retrievers.training.loop import TrainConfig, info_nce, paper_training, quadratic_warmup, train, training_pairs
 
 DEFAULT_IDS = {"bert": "bert-base-chinese", "qwen2": "Qwen/Qwen2.5-3B", "xlmr": "intfloat/multilingual-e5-small"}
 CAUSAL = ("qwen2",)
@@ -204,7 +210,7 @@ class SparseEncoder(torch.nn.Module):
     def _scratch(self, texts: list[str]) -> None:
         from transformers import BertConfig, BertForMaskedLM, Qwen2Config, Qwen2ForCausalLM
 
-        from retrievers.tokenization import load_tokenizer
+        from retrievers.resources.tokenization import load_tokenizer
 
         if self.config.backbone == "xlmr":
             raise ValueError("no scratch preset for the xlmr backbone: it exists to put heads on pretrained e5")

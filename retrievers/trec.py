@@ -1,6 +1,6 @@
 """TREC run files (``qid Q0 docid rank score tag``), the format every IR tool reads - plain or gzipped.
 
-Here, beside the retrievers, because Lucene's batch search hands its hits back as one; ``benchmark.runfile`` adds the
+Here, beside the retrievers, because Lucene's batch search hands its hits back as one; ``benchmark.evaluation.runfile`` adds the
 checks a user's run file needs before evaluation.
 """
 

@@ -37,13 +37,13 @@ def multicpr_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def pool(multicpr_dir):
-    from benchmark.data import load_dataset
+    from benchmark.data.datasets import load_dataset
 
     return load_dataset("multicpr-ecom-pool", data_dir=multicpr_dir)
 
 
 @pytest.fixture(scope="session")
 def demo():
-    from benchmark.data import load_dataset
+    from benchmark.data.datasets import load_dataset
 
     return load_dataset("demo")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from retrievers.approximate_index import ApproximateIndex
-from retrievers.inverted_index import InvertedIndex, brute_force, quantize_queries
+from retrievers.index.approximate import ApproximateIndex
+from retrievers.index.inverted_index import InvertedIndex, brute_force, quantize_queries
 from tests.test_inverted_index import random_sparse
 
 
@@ -110,7 +110,7 @@ def test_a_version_1_index_still_loads_with_its_forward_index(collection, tmp_pa
 def test_the_pruning_rule_is_chosen_from_the_impact_histogram():
     """PROSPER's bimodal weights (a low expansion mode, a high literal mode) get an impact floor above the low mode;
     a Zipf-like, unimodal collection gets per-list pruning with exact rescoring."""
-    from retrievers.approximate_index import choose_pruning
+    from retrievers.index.approximate import choose_pruning
 
     rng = np.random.default_rng(0)
     bimodal = np.concatenate([rng.integers(1, 13, 50_000), rng.integers(150, 256, 40_000), rng.integers(13, 150, 500)])
@@ -122,8 +122,8 @@ def test_the_pruning_rule_is_chosen_from_the_impact_histogram():
 
 
 def test_approximate_serving_is_an_option_that_records_its_recall_of_exact(tmp_path):
-    from benchmark.cli import main
-    from benchmark.results import find_results, load_result
+    from benchmark.cli.main import main
+    from benchmark.records.results import find_results, load_result
 
     tiny = ["--set", "scratch.hidden_size=16", "--set", "scratch.layers=1", "--set", "scratch.intermediate_size=32",
             "--set", "train.epochs=1", "--set", "latency_queries=5", "--set", "serving=approximate"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from retrievers.bm25 import BM25Config, BM25Retriever, overlap_flops
-from retrievers.tokenization import load_tokenizer
+from retrievers.resources.tokenization import load_tokenizer
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +63,7 @@ def test_lucene_and_bm25s_differ_only_by_length_quantization_on_full_passages(po
 
 
 def test_bm25_is_strong_on_the_pool(pool_runs, pool):
-    from benchmark.evaluation import evaluate
+    from benchmark.evaluation.measures import evaluate
 
     metrics = evaluate(pool_runs[0]["lucene"], pool.qrels)
     # pool numbers (not comparable with the paper), real bert-base-chinese tokens: deterministic, so exact

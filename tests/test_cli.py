@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.cli import main
-from benchmark.results import find_results, latest_results, load_result, write_result
+from benchmark.cli.main import main
+from benchmark.records.results import find_results, latest_results, load_result, write_result
 
 
 def test_run_writes_versioned_results_and_reuses_the_index(tmp_path, capsys, monkeypatch):
@@ -123,7 +123,7 @@ def test_two_runs_of_one_retriever_share_the_cache_entry_one_builds_one_reuses(t
     (["run", "prosper", "--set", "lfw_dynamic_query=[256, x]"], "lfw_dynamic_query expects tuple"),
 ])
 def test_bad_settings_fail_in_one_line_before_any_work(argv, message, capsys, monkeypatch):
-    import benchmark.cli as cli
+    import benchmark.cli.main as cli
 
     monkeypatch.setattr(cli, "load_dataset", lambda *a, **k: pytest.fail("the dataset was loaded before the check"))
     assert main([*argv, "--dataset", "demo"]) == 2
@@ -151,7 +151,7 @@ def test_eval_refuses_a_missing_empty_or_foreign_run(tmp_path, capsys):
 
 
 def test_ctrl_c_prints_one_line_not_a_traceback(monkeypatch, capsys):
-    import benchmark.runner as runner
+    import benchmark.runs.runner as runner
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -188,7 +188,7 @@ def test_committed_artefacts_are_not_ignored_and_run_files_are():
 def test_a_tampered_tokenizer_artefact_is_one_error_line_and_moved_aside(tmp_path, monkeypatch, capsys):
     """A pinned artefact whose bytes changed is refused with one line (exit 2), never used, and moved aside so the
     next run fetches a fresh copy."""
-    from retrievers.artefacts import BERT_CHINESE_VOCAB, fetch
+    from retrievers.resources.artefacts import BERT_CHINESE_VOCAB, fetch
 
     monkeypatch.setenv("PROSPER_BENCH_ARTEFACTS", str(tmp_path / "artefacts"))
     monkeypatch.setenv("PROSPER_BENCH_CACHE", str(tmp_path / "cache"))

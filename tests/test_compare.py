@@ -1,4 +1,4 @@
-"""Paired significance tests (``benchmark.compare``), the per-query files they read, and the peers they are pinned to.
+"""Paired significance tests (``benchmark.evaluation.significance``), the per-query files they read, and their peers.
 
 Comparison tier: our sign-flip randomization p-values agree with ranx's Fisher randomization test (within its
 Monte-Carlo error - ranx reseeds per thread, so it is not deterministic and is not used), the t-test with scipy's and
@@ -14,9 +14,9 @@ import math
 import numpy as np
 import pytest
 
-from benchmark.compare import bootstrap_interval, compare_rows, holm, paired_t_p, sign_flip_p
-from benchmark.evaluation import evaluate_with_per_query, per_query
-from benchmark.perquery import read_per_query, sidecar_path, write_per_query
+from benchmark.evaluation.measures import evaluate_with_per_query, per_query
+from benchmark.evaluation.perquery import read_per_query, sidecar_path, write_per_query
+from benchmark.evaluation.significance import bootstrap_interval, compare_rows, holm, paired_t_p, sign_flip_p
 
 
 def test_holm_matches_a_hand_computed_example():
@@ -115,7 +115,7 @@ def test_compare_rows_orders_pairs_and_corrects_them_together():
 def test_on_the_pool_bm25_tokenizers_differ_and_the_two_bm25_engines_do_not(tmp_path, multicpr_dir, capsys):
     """The issue's acceptance pair: BERT vs Qwen tokenization is a real difference on the 1,000 pool queries; Lucene
     vs bm25s with the same tokenizer is not. Run through the CLI, JSON written, per-query files beside each result."""
-    from benchmark.cli import main
+    from benchmark.cli.main import main
 
     out = tmp_path / "results"
     data = ["--dataset", "multicpr-ecom-pool", "--data-dir", str(multicpr_dir)]

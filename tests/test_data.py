@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.data import DataError, DataFormatError, load_dataset, load_manifest, read_id_text
-from benchmark.demo import generate_demo
+from benchmark.data.datasets import DataError, DataFormatError, load_dataset, load_manifest, read_id_text
+from benchmark.data.demo import generate_demo
 
 
 def test_pool_loads_with_every_dev_positive(pool):
@@ -35,7 +35,7 @@ def test_full_corpus_dataset_names_data_dir_when_missing(tmp_path):
 
 
 def test_download_failure_names_data_dir(tmp_path, monkeypatch):
-    import benchmark.data as data
+    import benchmark.data.datasets as data
 
     def refuse(*args, **kwargs):
         raise data.urllib.error.URLError("no network")
@@ -181,7 +181,7 @@ def test_a_dataset_is_a_name_never_a_path(name):
 
 
 def test_a_manifest_whose_name_escapes_is_refused(tmp_path, monkeypatch):
-    import benchmark.data as data
+    import benchmark.data.datasets as data
 
     (tmp_path / "evil.yaml").write_text("name: ../../escaped\nformat: multicpr\ncorpus_label: x\n")
     monkeypatch.setattr(data, "MANIFEST_DIR", tmp_path)
@@ -190,7 +190,7 @@ def test_a_manifest_whose_name_escapes_is_refused(tmp_path, monkeypatch):
 
 
 def test_no_download_fails_at_once_without_touching_the_network(tmp_path, monkeypatch):
-    import benchmark.data as data
+    import benchmark.data.datasets as data
 
     def forbidden(*args, **kwargs):
         raise AssertionError("the network was used")

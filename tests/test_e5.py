@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from retrievers.e5_port import build_port, dequantise_q4_0
+from retrievers.resources.e5_port import build_port, dequantise_q4_0
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.evaluation import evaluate, per_query
-from benchmark.runfile import read_trec_run, write_trec_run
+from benchmark.evaluation.measures import evaluate, per_query
+from benchmark.evaluation.runfile import read_trec_run, write_trec_run
 
 QRELS = {"q1": {"a": 1}, "q2": {"b": 1}, "q3": {"c": 1}, "q4": {"d": 1}}
 

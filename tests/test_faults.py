@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.cli import main
-from benchmark.results import find_results, load_result
+from benchmark.cli.main import main
+from benchmark.records.results import find_results, load_result
 
 
 def _one_line_error(capsys, code_expected: int, code: int, *needles: str) -> str:
@@ -50,7 +50,7 @@ def test_a_bad_setting_is_refused_before_any_work(name, setting, needle, capsys,
 
 def test_the_allow_scratch_hint_is_never_given_where_it_cannot_work():
     """A row registered with allow_scratch: false is refused with what works (weights), not a flag that does not."""
-    from retrievers.model_loading import ScratchRefused, pretrained_or_scratch
+    from retrievers.resources.model_loading import ScratchRefused, pretrained_or_scratch
 
     with pytest.raises(ScratchRefused) as refused:
         pretrained_or_scratch("org/no-such-model", None, allow_scratch=False)
@@ -66,8 +66,8 @@ def _write_pool_like(folder: Path, qrels_lines: list[str]) -> Path:
 
 
 def test_a_query_judged_only_not_relevant_is_left_out_and_counted(tmp_path):
-    from benchmark.data import load_dataset
-    from benchmark.evaluation import evaluate
+    from benchmark.data.datasets import load_dataset
+    from benchmark.evaluation.measures import evaluate
 
     folder = _write_pool_like(tmp_path, ["q1\t0\tp1\t1\n", "q2\t0\tp3\t1\n", "q3\t0\tp2\t0\n"])
     data = load_dataset("multicpr-ecom-pool", data_dir=folder, with_train=False, verify=False)
@@ -78,7 +78,7 @@ def test_a_query_judged_only_not_relevant_is_left_out_and_counted(tmp_path):
 
 
 def test_a_qrels_line_repeated_with_another_relevance_is_refused_naming_both_lines(tmp_path):
-    from benchmark.data import DataFormatError, load_dataset
+    from benchmark.data.datasets import DataFormatError, load_dataset
 
     folder = _write_pool_like(tmp_path, ["q1\t0\tp1\t1\n", "q2\t0\tp3\t1\n", "q1\t0\tp1\t0\n"])
     with pytest.raises(DataFormatError, match=r"qrels.dev.tsv:3: .*again with relevance 0, after 1 on line 1"):
@@ -109,8 +109,8 @@ def test_eval_agrees_with_pytrec_eval_on_unknown_passages_and_ties(tmp_path, dem
 
     import pytrec_eval
 
-    from benchmark.evaluation import per_query
-    from benchmark.runfile import read_trec_run
+    from benchmark.evaluation.measures import per_query
+    from benchmark.evaluation.runfile import read_trec_run
 
     rng = random.Random(0)
     pids = list(demo.corpus)
@@ -171,7 +171,7 @@ def test_an_unwritable_output_is_refused_before_any_work(tmp_path, capsys):
 
 def test_a_full_disk_leaves_neither_half_a_result_nor_a_hidden_file_and_says_what_it_measured(tmp_path, capsys,
                                                                                               monkeypatch):
-    import benchmark.runfile
+    import benchmark.evaluation.runfile
     import retrievers.trec
 
     def full_disk(run, path, tag="x"):
@@ -180,7 +180,7 @@ def test_a_full_disk_leaves_neither_half_a_result_nor_a_hidden_file_and_says_wha
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(retrievers.trec, "write_trec_run", full_disk)
-    monkeypatch.setattr(benchmark.runfile, "write_trec_run", full_disk)
+    monkeypatch.setattr(benchmark.evaluation.runfile, "write_trec_run", full_disk)
     code = main(["run", "bm25s-bert", "--dataset", "demo", "--output", str(tmp_path), "--set", "latency_queries=5"])
     err = capsys.readouterr().err
     assert code == 1 and "No space left on device" in err and "MRR@10 0." in err and "Traceback" not in err
@@ -235,8 +235,8 @@ def test_a_failed_build_leaves_no_cache_entry(tmp_path, monkeypatch):
 
 def test_two_processes_generating_one_demo_set_both_succeed_whichever_renames_second(tmp_path, monkeypatch):
     """The race CI hit: both saw no folder, the first renamed its copy in, the second's rename failed ENOTEMPTY."""
-    from benchmark import demo
-    from retrievers.cache import publish_folder
+    from benchmark.data import demo
+    from retrievers.resources.cache import publish_folder
 
     params = {"seed": 3, "products": 40, "train_queries": 20, "dev_queries": 10}
     first = demo.materialize_demo(params, root=tmp_path)
@@ -255,7 +255,7 @@ def test_two_processes_generating_one_demo_set_both_succeed_whichever_renames_se
 
 
 def test_leaderboard_and_result_json_problems_name_their_file(tmp_path):
-    from benchmark.results import ResultFileError
+    from benchmark.records.results import ResultFileError
 
     bad = tmp_path / "x.json"
     bad.write_text('{"metrics": {"MRR@10": 0.5')

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import scipy.sparse as sp
 
-from benchmark.cli import main
-from benchmark.workloads import fit_profile, generate, load_profile, save_profile, synthetic_sparse
+from benchmark.cli.main import main
+from benchmark.serving.workloads import fit_profile, generate, load_profile, save_profile, synthetic_sparse
 
 
 def test_index_bench_tunes_on_some_queries_and_reports_on_others(tmp_path, capsys):
@@ -69,7 +69,7 @@ def test_a_fitted_workload_reproduces_the_marginals_it_was_fitted_to(tmp_path):
 
 
 def test_points_are_chosen_on_tuning_and_compared_on_evaluation_and_seismic_s_best_is_the_bar():
-    from benchmark.index_bench import Report, Row, choose_points, goals_markdown, ratios
+    from benchmark.serving.index_bench import Report, Row, choose_points, goals_markdown, ratios
 
     def row(system, variant, tune_ms, tune_recall, ms, recall, size, exact=False):
         return Row(system, variant, 1000, 10, exact, index_bytes=size, tune_ms=tune_ms, tune_recall=tune_recall,
@@ -106,7 +106,7 @@ def test_streamed_builds_never_hold_the_converted_collection_and_time_conversion
     """PISA and BMP take dicts: at 1M real-weight documents (510M postings) a list of them would not fit in memory."""
     from collections.abc import Iterator
 
-    from benchmark.peers import _conversion_s, _streamed_build, doc_dict
+    from benchmark.serving.peers import _conversion_s, _streamed_build, doc_dict
 
     qd = sp.csr_matrix(np.array([[0, 3, 0, 7], [1, 0, 0, 0], [0, 0, 0, 0]], dtype=np.uint8))
     assert [doc_dict(qd, i) for i in range(3)] == [{"t1": 3, "t3": 7}, {"t0": 1}, {}]
@@ -146,8 +146,7 @@ def test_a_run_stopped_midway_keeps_every_report_it_finished(tmp_path, capsys, m
     """A 1M run takes hours: each finished workload/size is written at once, under the run's one stamp."""
     import pytest
 
-    from benchmark import index_bench
-
+    from benchmark.serving import index_bench
     real, calls = index_bench.run_index_bench, []
 
     def stopped_on_the_second(cfg):
@@ -176,8 +175,8 @@ def test_a_peer_that_crashes_costs_that_peer_not_the_run(tmp_path, monkeypatch):
 
     import pytest
 
-    from benchmark import index_bench
-    from benchmark.peers import Built, Ours, Setting
+    from benchmark.serving import index_bench
+    from benchmark.serving.peers import Built, Ours, Setting
 
     class Crashing:
         system = "crashing engine"

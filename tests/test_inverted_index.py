@@ -8,7 +8,7 @@ import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from retrievers.inverted_index import ALGORITHMS, AUTO_DENSE_FLOPS, InvertedIndex, brute_force, quantize_queries
+from retrievers.index.inverted_index import ALGORITHMS, AUTO_DENSE_FLOPS, InvertedIndex, brute_force, quantize_queries
 
 
 def random_sparse(rng, rows, vocab, nnz_per_row, zipf=1.1, integer=False):

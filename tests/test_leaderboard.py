@@ -7,10 +7,10 @@ import json
 import pytest
 import yaml
 
-from benchmark.cli import main
-from benchmark.leaderboard import LEADERBOARD_FILE, load_leaderboard, status
+from benchmark.cli.main import main
+from benchmark.records.leaderboard import LEADERBOARD_FILE, load_leaderboard, status
+from benchmark.records.results import find_results, load_result
 from benchmark.registry import load_registry
-from benchmark.results import find_results, load_result
 
 
 def test_status_bands():
@@ -99,7 +99,7 @@ def test_check_measures_the_code_under_test_not_a_stale_cache(tmp_path, capsys, 
 
 def _fake_result(folder, config, metrics, comparable=True, kind="pretrained", stamp="20260101T000000Z", overrides=None,
                  registered="bm25-bert"):
-    from benchmark.results import SCHEMA_VERSION
+    from benchmark.records.results import SCHEMA_VERSION
 
     folder.mkdir(parents=True, exist_ok=True)
     payload = {"schema_version": SCHEMA_VERSION, "metrics": metrics, "k": 1000,
@@ -181,10 +181,10 @@ def test_a_result_made_before_its_code_changed_is_stale(tmp_path):
     """Stale = a file the row depends on changed after the result's commit, or had uncommitted changes when it ran."""
     import subprocess
 
-    from benchmark.rows import REPO_ROOT, dependencies, staleness
+    from benchmark.records.rows import REPO_ROOT, dependencies, staleness
 
     deps = dependencies("retrievers.bm25:BM25Retriever")
-    assert "retrievers/bm25.py" in deps and "benchmark/evaluation.py" in deps and "retrievers/sparse.py" not in deps
+    assert "retrievers/bm25.py" in deps and "benchmark/evaluation/measures.py" in deps and "retrievers/sparse.py" not in deps
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
     payload = {"retriever": {"class": "retrievers.bm25:BM25Retriever"},
                "environment": {"git": {"commit": head, "dirty": True, "changed_files": ["retrievers/bm25.py", "README.md"]}}}
@@ -232,8 +232,7 @@ def test_a_change_declared_neutral_with_evidence_does_not_make_a_result_stale(tm
     """A file changed only by commits of results/neutral-changes.yaml does not count; any other commit still does."""
     import subprocess
 
-    from benchmark import rows
-
+    from benchmark.records import rows
     def git(*args):
         return subprocess.run(["git", *args], cwd=rows.REPO_ROOT, capture_output=True, text=True)
 
@@ -264,7 +263,7 @@ def test_a_change_declared_neutral_with_evidence_does_not_make_a_result_stale(tm
 def test_the_repository_neutral_changes_name_commits_of_this_history():
     import subprocess
 
-    from benchmark.rows import REPO_ROOT, neutral_commits
+    from benchmark.records.rows import REPO_ROOT, neutral_commits
 
     commits = neutral_commits()
     assert commits, "results/neutral-changes.yaml lists nothing: delete it rather than keep an empty file"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.cli import main
-from benchmark.results import find_results, load_result
+from benchmark.cli.main import main
+from benchmark.records.results import find_results, load_result
 
 
 def _beir_from(dataset, folder: Path, n_queries: int = 120) -> Path:
@@ -83,7 +83,7 @@ def test_an_external_run_and_a_hybrid_row_are_listed_with_what_they_are(site, ca
 
 def test_rrf_fusion_matches_a_hand_computation():
     """ranx's RRF, as the fuse command calls it, on a hand-made example: score = sum over runs of 1 / (k + rank)."""
-    from benchmark.fusion import fuse_runs
+    from benchmark.runs.fusion import fuse_runs
 
     qrels = {f"q{i}": {"a": 1} for i in range(4)}
     one = {q: [("a", 3.0), ("b", 2.0), ("c", 1.0)] for q in qrels}
@@ -178,7 +178,7 @@ def test_your_own_dense_model_runs_by_path_under_its_own_name(tmp_path, demo):
     import torch
     from transformers import BertConfig, BertModel
 
-    from retrievers.tokenization import load_tokenizer
+    from retrievers.resources.tokenization import load_tokenizer
 
     tokenizer = load_tokenizer("bert-base-chinese").hf
     torch.manual_seed(0)

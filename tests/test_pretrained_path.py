@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark.cli import main
-from benchmark.results import find_results, load_result
-from benchmark.runfile import read_trec_run
+from benchmark.cli.main import main
+from benchmark.evaluation.runfile import read_trec_run
+from benchmark.records.results import find_results, load_result
 
 pytestmark = pytest.mark.slow
 TINY = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
@@ -46,7 +46,7 @@ def checkpoints(tmp_path_factory):
         T5ForConditionalGeneration,
     )
 
-    from retrievers.tokenization import load_tokenizer
+    from retrievers.resources.tokenization import load_tokenizer
 
     root = tmp_path_factory.mktemp("checkpoints")
     qwen_tok, bert_tok = load_tokenizer("Qwen/Qwen2.5-3B").hf, load_tokenizer("bert-base-chinese").hf
@@ -127,9 +127,9 @@ def test_a_paper_run_made_with_model_path_is_graded_against_the_paper_row(checkp
     quick; the grade is a FAIL with numbers, never a skip or "not comparable"."""
     from dataclasses import replace
 
-    from benchmark.leaderboard import LEADERBOARD_FILE, load_leaderboard, run_check
+    from benchmark.records.leaderboard import LEADERBOARD_FILE, load_leaderboard, run_check
     from benchmark.registry import load_registry
-    from benchmark.runner import run_one
+    from benchmark.runs.runner import run_one
 
     dev = list(demo.qrels)[:80]
     train = list(demo.train_qrels)[:240]
@@ -171,10 +171,10 @@ def test_e5_rows_load_the_packaged_port_online_or_not_and_the_source_keys_the_ca
     """weights_source: package pins the e5 rows to the 4-bit port even when the Hub is reachable (check stays
     deterministic); with `auto`, where the weights come from is part of the cache key, so a Hub or cache copy and the
     port never share an entry."""
-    import retrievers.hub as hub
+    import retrievers.resources.hub as hub
     from benchmark.registry import get_spec
-    from benchmark.runner import cache_key
-    from retrievers.model_loading import resolve_weights, weights_identity
+    from benchmark.runs.runner import cache_key
+    from retrievers.resources.model_loading import resolve_weights, weights_identity
 
     monkeypatch.setattr(hub, "hub_offline", lambda: False)  # as if online
     e5 = get_spec("e5-small").build()

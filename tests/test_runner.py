@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmark.protocol import training_folds
+from benchmark.data.protocol import training_folds
 
 
 def test_pool_folds_are_disjoint_and_leak_nothing(pool):
@@ -24,9 +24,9 @@ def test_other_datasets_use_the_official_split(demo):
 
 def test_an_interrupted_training_resumes_from_its_checkpoints(demo, tmp_path, monkeypatch):
     """A run killed mid-training leaves checkpoints; the next run drops the half-built index but keeps them."""
-    from benchmark.protocol import Fold
+    from benchmark.data.protocol import Fold
     from benchmark.registry import RetrieverSpec
-    from benchmark.runner import _fit_and_index
+    from benchmark.runs.runner import _fit_and_index
     from retrievers.bm25 import BM25Retriever
 
     seen = {}
@@ -54,7 +54,7 @@ def test_validation_mrr_counts_ties_against_the_positive():
     """A collapsed model scoring everything equal must not look perfect (it once picked a dead SPLADE epoch)."""
     import torch
 
-    from retrievers.training import _mrr
+    from retrievers.training.loop import _mrr
 
     class Constant:
         def scoring_vectors(self, texts, side):
@@ -93,7 +93,7 @@ def test_plot_labels_never_overlap_and_paper_rows_are_labelled_first():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from benchmark.plot import _place_labels
+    from benchmark.report.plot import _place_labels
 
     fig, ax = plt.subplots()
     ax.set_xlim(0, 10)
@@ -113,7 +113,7 @@ def test_validation_ranks_each_positive_against_corpus_distractors(demo):
     """Ranked among only their own ~100 positives the held-out queries saturate; the corpus sample makes it a test."""
     import torch
 
-    from retrievers.training import _mrr, validation_distractors
+    from retrievers.training.loop import _mrr, validation_distractors
 
     class CharacterOverlap:  # a query's score for a passage: the characters they share
         def scoring_vectors(self, texts, side):
@@ -134,7 +134,7 @@ def test_a_paper_comparable_dataset_refuses_a_scratch_model(pool, monkeypatch, t
     """No silent toys: without the pretrained weights, `run prosper --dataset multicpr-ecom` names what is missing."""
     import dataclasses
 
-    import benchmark.cli as cli
+    import benchmark.cli.main as cli
 
     full = dataclasses.replace(pool, name="multicpr-ecom", corpus_label="full", comparable_to_paper=True)
     monkeypatch.setattr(cli, "load_dataset", lambda *args, **kwargs: full)
@@ -145,7 +145,7 @@ def test_a_paper_comparable_dataset_refuses_a_scratch_model(pool, monkeypatch, t
 
 
 def test_no_verify_never_makes_a_partial_corpus_comparable(tmp_path, multicpr_dir):
-    from benchmark.data import load_dataset
+    from benchmark.data.datasets import load_dataset
 
     ecom = tmp_path / "ecom"
     ecom.mkdir()
@@ -161,8 +161,8 @@ def test_result_files_hold_no_machine_local_absolute_paths(tmp_path, multicpr_di
     only the config keeps what the user gave."""
     import json
 
-    from benchmark.cli import main
-    from benchmark.results import find_results
+    from benchmark.cli.main import main
+    from benchmark.records.results import find_results
 
     assert main(["run", "bm25s-bert", "e5-small", "--dataset", "multicpr-ecom-pool", "--data-dir", str(multicpr_dir),
                  "--output", str(tmp_path), "--set", "latency_queries=5"]) == 0

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.cli import main
+from benchmark.cli.main import main
+from benchmark.records.results import find_results, load_result
 from benchmark.registry import get_spec, parse_overrides
-from benchmark.results import find_results, load_result
-from benchmark.runner import trained_retriever
+from benchmark.runs.runner import trained_retriever
 
 TINY = ["--set", "train.epochs=1", "--set", "train.validation_pairs=0", "--set", "scratch.hidden_size=32",
         "--set", "scratch.layers=1", "--set", "scratch.intermediate_size=64", "--set", "max_length=32",
@@ -129,7 +129,7 @@ def test_tradeoff_plot_and_report(tiny_run, tmp_path, capsys):
     assert "| prosper+" in report and "| bm25s-bert |" in report and "scratch" in report  # a variant, named apart
     assert "![demo-tradeoff](plots/demo-tradeoff.png)" in report
     assert "not comparable with the paper" in report
-    from benchmark.results import ran_on
+    from benchmark.records.results import ran_on
 
     row = next(line for line in report.splitlines() if line.startswith("| prosper+"))
     where = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"

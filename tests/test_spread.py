@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmark.records.results import machine
+from benchmark.records.spread import METRICS, native_from, summarize
 from benchmark.registry import load_registry
-from benchmark.results import machine
-from benchmark.spread import METRICS, native_from, summarize
 
 COMMITTED = Path(__file__).resolve().parent.parent / "results" / "demo" / "prosper"
 

@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from benchmark.cli import main
-from benchmark.results import find_results, load_result
-from retrievers.training import choose_negatives, mine_bm25_negatives
+from benchmark.cli.main import main
+from benchmark.records.results import find_results, load_result
+from retrievers.training.loop import choose_negatives, mine_bm25_negatives
 
 TINY_BERT = ["--set", "train.epochs=1", "--set", "train.validation_pairs=0", "--set", "scratch.hidden_size=32",
              "--set", "scratch.layers=1", "--set", "scratch.intermediate_size=64", "--set", "max_length=32",
@@ -94,7 +94,7 @@ def test_doc2query_appends_sampled_queries_then_bm25(tmp_path, isolated_cache):
 
 def test_doc2query_decoding_keeps_latin_and_digit_token_boundaries(demo):
     from retrievers.doc2query import join_decoded
-    from retrievers.tokenization import load_tokenizer
+    from retrievers.resources.tokenization import load_tokenizer
 
     assert join_decoded("华 为 iphone 14 手 机") == "华为 iphone 14 手机"  # "iphone14" was a token no passage had
     assert join_decoded(" 小 米 ， 5g 手 机 ") == "小米， 5g 手机"  # a space beside Latin or digits stays

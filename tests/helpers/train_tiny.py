@@ -8,10 +8,10 @@ import json
 import sys
 from pathlib import Path
 
-from benchmark.data import load_dataset
+from benchmark.data.datasets import load_dataset
 from retrievers.sharding import world
 from retrievers.sparse import SparseConfig, SparseEncoder, SparseScratch
-from retrievers.training import TrainConfig, train, training_pairs
+from retrievers.training.loop import TrainConfig, train, training_pairs
 
 
 def main(out: Path, n_pairs: int, batch: int, chunk: int, negatives: bool, epochs: int, validation: int) -> None:

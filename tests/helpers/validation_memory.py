@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from benchmark.data import load_dataset
+from benchmark.data.datasets import load_dataset
 from retrievers.sparse import SparseConfig, SparseEncoder
-from retrievers.training import _mrr, training_pairs
+from retrievers.training.loop import _mrr, training_pairs
 
 
 def rss_kib(field: str) -> int:
