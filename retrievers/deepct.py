@@ -38,7 +38,9 @@ from retrievers.resources.hub import WEIGHT_SOURCES, weights_digest
 from retrievers.resources.model_loading import PRECISIONS, precision_plan, pretrained_or_scratch, training_preset
 from retrievers.resources.tokenization import load_saved_tokenizer
 from retrievers.sharding import encode_corpus, is_main, threads_per_process
-from retrievers.training.loop import TrainConfig, paper_training, train, training_pairs
+from retrievers.training.config import TrainConfig, paper_training
+from retrievers.training.loop import train
+from retrievers.training.pairs import training_pairs
 
 
 @dataclass

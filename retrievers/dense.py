@@ -49,7 +49,10 @@ from retrievers.resources.model_loading import (
     training_preset,
 )
 from retrievers.sharding import encode_corpus, is_main, threads_per_process
-from retrievers.training.loop import TrainConfig, info_nce, paper_training, train, training_pairs
+from retrievers.training.config import TrainConfig, paper_training
+from retrievers.training.loop import train
+from retrievers.training.losses import info_nce
+from retrievers.training.pairs import training_pairs
 
 BGE_ZH_INSTRUCTION = "为这个句子生成表示以用于检索相关文章："
 

@@ -26,7 +26,9 @@ from retrievers.resources.hub import WEIGHT_SOURCES, weights_digest
 from retrievers.resources.model_loading import PRECISIONS, precision_plan, pretrained_or_scratch, training_preset
 from retrievers.resources.tokenization import load_saved_tokenizer
 from retrievers.sharding import is_main, threads_per_process
-from retrievers.training.loop import TrainConfig, train, training_pairs
+from retrievers.training.config import TrainConfig
+from retrievers.training.loop import train
+from retrievers.training.pairs import training_pairs
 
 
 @dataclass

@@ -123,7 +123,7 @@ def test_two_runs_of_one_retriever_share_the_cache_entry_one_builds_one_reuses(t
     (["run", "prosper", "--set", "lfw_dynamic_query=[256, x]"], "lfw_dynamic_query expects tuple"),
 ])
 def test_bad_settings_fail_in_one_line_before_any_work(argv, message, capsys, monkeypatch):
-    import benchmark.cli.main as cli
+    import benchmark.cli.common as cli
 
     monkeypatch.setattr(cli, "load_dataset", lambda *a, **k: pytest.fail("the dataset was loaded before the check"))
     assert main([*argv, "--dataset", "demo"]) == 2

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from retrievers.dense import BGE_ZH_INSTRUCTION, DenseConfig, DenseEncoder, DenseRetriever, ScratchPreset, build_faiss
-from retrievers.training.loop import TrainConfig
+from retrievers.training.config import TrainConfig
 
 pytestmark = pytest.mark.slow
 TINY = ScratchPreset(hidden_size=32, layers=1, heads=2, intermediate_size=64)

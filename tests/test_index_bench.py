@@ -69,7 +69,7 @@ def test_a_fitted_workload_reproduces_the_marginals_it_was_fitted_to(tmp_path):
 
 
 def test_points_are_chosen_on_tuning_and_compared_on_evaluation_and_seismic_s_best_is_the_bar():
-    from benchmark.serving.index_bench import Report, Row, choose_points, goals_markdown, ratios
+    from benchmark.serving.bench_report import Report, Row, choose_points, goals_markdown, ratios
 
     def row(system, variant, tune_ms, tune_recall, ms, recall, size, exact=False):
         return Row(system, variant, 1000, 10, exact, index_bytes=size, tune_ms=tune_ms, tune_recall=tune_recall,

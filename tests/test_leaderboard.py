@@ -181,7 +181,7 @@ def test_a_result_made_before_its_code_changed_is_stale(tmp_path):
     """Stale = a file the row depends on changed after the result's commit, or had uncommitted changes when it ran."""
     import subprocess
 
-    from benchmark.records.rows import REPO_ROOT, dependencies, staleness
+    from benchmark.records.staleness import REPO_ROOT, dependencies, staleness
 
     deps = dependencies("retrievers.bm25:BM25Retriever")
     assert "retrievers/bm25.py" in deps and "benchmark/evaluation/measures.py" in deps and "retrievers/sparse.py" not in deps
@@ -232,7 +232,7 @@ def test_a_change_declared_neutral_with_evidence_does_not_make_a_result_stale(tm
     """A file changed only by commits of results/neutral-changes.yaml does not count; any other commit still does."""
     import subprocess
 
-    from benchmark.records import rows
+    from benchmark.records import staleness as rows
     def git(*args):
         return subprocess.run(["git", *args], cwd=rows.REPO_ROOT, capture_output=True, text=True)
 
@@ -263,7 +263,7 @@ def test_a_change_declared_neutral_with_evidence_does_not_make_a_result_stale(tm
 def test_the_repository_neutral_changes_name_commits_of_this_history():
     import subprocess
 
-    from benchmark.records.rows import REPO_ROOT, neutral_commits
+    from benchmark.records.staleness import REPO_ROOT, neutral_commits
 
     commits = neutral_commits()
     assert commits, "results/neutral-changes.yaml lists nothing: delete it rather than keep an empty file"

@@ -54,7 +54,7 @@ def test_validation_mrr_counts_ties_against_the_positive():
     """A collapsed model scoring everything equal must not look perfect (it once picked a dead SPLADE epoch)."""
     import torch
 
-    from retrievers.training.loop import _mrr
+    from retrievers.training.validation import validation_mrr
 
     class Constant:
         def scoring_vectors(self, texts, side):
@@ -65,8 +65,8 @@ def test_validation_mrr_counts_ties_against_the_positive():
             return torch.nn.functional.one_hot(torch.tensor([int(t[1:]) for t in texts]), 4).float()
 
     pairs = [(f"q{i}", f"p{i}") for i in range(4)]
-    assert _mrr(Oracle(), pairs) == 1.0
-    assert _mrr(Constant(), pairs) == 0.25
+    assert validation_mrr(Oracle(), pairs) == 1.0
+    assert validation_mrr(Constant(), pairs) == 0.25
 
 
 def test_the_device_is_where_a_model_runs_not_what_it_is():
@@ -113,7 +113,7 @@ def test_validation_ranks_each_positive_against_corpus_distractors(demo):
     """Ranked among only their own ~100 positives the held-out queries saturate; the corpus sample makes it a test."""
     import torch
 
-    from retrievers.training.loop import _mrr, validation_distractors
+    from retrievers.training.validation import validation_distractors, validation_mrr
 
     class CharacterOverlap:  # a query's score for a passage: the characters they share
         def scoring_vectors(self, texts, side):
@@ -126,7 +126,8 @@ def test_validation_ranks_each_positive_against_corpus_distractors(demo):
     distractors = validation_distractors(pairs, list(demo.corpus.values()), total=2000, seed=0)
     assert len(distractors) + len({p for _, p in pairs}) == 2000 and not set(distractors) & {p for _, p in pairs}
     assert validation_distractors(pairs, list(demo.corpus.values()), 2000, 0) == distractors  # seeded
-    alone, among = _mrr(CharacterOverlap(), pairs), _mrr(CharacterOverlap(), pairs, distractors, memory_bytes=2**20)
+    alone = validation_mrr(CharacterOverlap(), pairs)
+    among = validation_mrr(CharacterOverlap(), pairs, distractors, memory_bytes=2**20)
     assert among < alone - 0.1
 
 
@@ -134,11 +135,12 @@ def test_a_paper_comparable_dataset_refuses_a_scratch_model(pool, monkeypatch, t
     """No silent toys: without the pretrained weights, `run prosper --dataset multicpr-ecom` names what is missing."""
     import dataclasses
 
-    import benchmark.cli.main as cli
+    import benchmark.cli.common as common
+    from benchmark.cli.main import main
 
     full = dataclasses.replace(pool, name="multicpr-ecom", corpus_label="full", comparable_to_paper=True)
-    monkeypatch.setattr(cli, "load_dataset", lambda *args, **kwargs: full)
-    code = cli.main(["run", "prosper", "--dataset", "multicpr-ecom", "--output", str(tmp_path)])
+    monkeypatch.setattr(common, "load_dataset", lambda *args, **kwargs: full)
+    code = main(["run", "prosper", "--dataset", "multicpr-ecom", "--output", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 1 and "Qwen/Qwen2.5-3B" in err and "--allow-scratch" in err and "model_path" in err
     assert not list(tmp_path.rglob("*.json"))  # nothing trained, nothing written

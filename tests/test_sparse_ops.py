@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from retrievers import sparse_ops as ops
+from retrievers.sparse import ops
 
 
 def test_log_saturation():

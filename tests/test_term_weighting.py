@@ -9,7 +9,7 @@ import pytest
 
 from benchmark.cli.main import main
 from benchmark.records.results import find_results, load_result
-from retrievers.training.loop import choose_negatives, mine_bm25_negatives
+from retrievers.training.pairs import choose_negatives, mine_bm25_negatives
 
 TINY_BERT = ["--set", "train.epochs=1", "--set", "train.validation_pairs=0", "--set", "scratch.hidden_size=32",
              "--set", "scratch.layers=1", "--set", "scratch.intermediate_size=64", "--set", "max_length=32",

@@ -33,7 +33,7 @@ def _one_step(out: Path, backbone: str, processes: int, chunk: int = 0, negative
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory, demo):
     """16 training pairs and one BM25 negative for each but one (a query may have none left)."""
-    from retrievers.training.loop import choose_negatives, mine_bm25_negatives
+    from retrievers.training.pairs import choose_negatives, mine_bm25_negatives
 
     out = tmp_path_factory.mktemp("steps")
     pairs = [(demo.train_queries[q], demo.corpus[next(iter(r))]) for q, r in list(demo.train_qrels.items())[:16]]
@@ -77,7 +77,7 @@ def test_grad_cache_chunks_give_the_gradients_of_the_whole_batch(batch):
 def test_grad_cache_groups_carry_their_own_negatives_and_are_never_empty():
     """7 queries, 2 of them with a hard negative, in groups of at most 2: every group has queries and passages, and
     the groups' passages, put back in place, are the batch's passages (the case that once gave an empty chunk)."""
-    from retrievers.training.loop import LocalBatch
+    from retrievers.training.batches import LocalBatch
 
     batch = LocalBatch([f"q{i}" for i in range(7)], [f"p{i}" for i in range(7)],
                        [None, "n1", None, None, None, "n5", None])
@@ -103,7 +103,7 @@ def test_grad_cache_re_encodes_with_the_same_dropout(batch):
 def test_the_last_batch_is_shared_so_every_process_gets_queries():
     """The paper's shape: 99,500 pairs, 8 processes x 64. The last global batch (172 pairs) is split 22/22/22/22/21/
     21/21/21, never 64/64/44/0/0/0/0/0; a batch with fewer pairs than processes is left out."""
-    from retrievers.training.loop import EpochPlan, local_batch
+    from retrievers.training.batches import EpochPlan, local_batch
 
     pairs = [(f"q{i}", f"p{i}") for i in range(99_500)]
     plan = EpochPlan(pairs, 64, 8, seed=13)
@@ -144,7 +144,8 @@ def test_training_runs_through_every_epoch_on_any_world_size(tmp_path, demo, pro
 
 def test_training_reports_progress_and_says_when_it_resumes(demo, tmp_path, capsys, monkeypatch):
     from retrievers.sparse import SparseConfig, SparseEncoder, SparseScratch
-    from retrievers.training.loop import TrainConfig, train
+    from retrievers.training.config import TrainConfig
+    from retrievers.training.loop import train
 
     monkeypatch.setenv("PROSPER_BENCH_PROGRESS_SECONDS", "0")  # a line per step (not a terminal here)
     pairs = [(demo.train_queries[q], demo.corpus[next(iter(r))]) for q, r in list(demo.train_qrels.items())[:96]]
@@ -175,12 +176,13 @@ def test_the_best_epoch_survives_later_checkpoints_and_shares_the_last_one_s_fil
     replaced by later epochs, and no checkpoint of a finished training keeps optimizer state."""
     from retrievers.sparse import SparseConfig, SparseEncoder, SparseScratch
     from retrievers.training import loop as training
+    from retrievers.training.config import TrainConfig
 
     pairs = [(demo.train_queries[q], demo.corpus[next(iter(r))]) for q, r in list(demo.train_qrels.items())[:64]]
     config = SparseConfig(scratch=SparseScratch(hidden_size=16, layers=1, heads=2, kv_heads=1, intermediate_size=32),
                           max_length=24, device="cpu")
     scores = iter([0.5, 0.9, 0.7, 0.95])
-    monkeypatch.setattr(training, "_mrr", lambda *args, **kwargs: next(scores))
+    monkeypatch.setattr(training, "validation_mrr", lambda *args, **kwargs: next(scores))
     snapshots = {}
     model = SparseEncoder(config, texts=[t for pair in pairs for t in pair])
 
@@ -193,7 +195,7 @@ def test_the_best_epoch_survives_later_checkpoints_and_shares_the_last_one_s_fil
                 f.name not in ("optimizer.pt", "scheduler.pt")}
             assert (tmp_path / "last" / "optimizer.pt").exists() and not (best / "optimizer.pt").exists()
 
-    schedule = training.TrainConfig(epochs=3, batch_size=16, lr=1e-2, validation_pairs=16, patience=0)
+    schedule = TrainConfig(epochs=3, batch_size=16, lr=1e-2, validation_pairs=16, patience=0)
     summary = training.train(model, pairs, schedule, tmp_path, on_epoch=snapshot)
     assert summary["best_epoch"] == 2 and [r["val_mrr"] for r in summary["history"]] == [0.5, 0.9, 0.7]
     assert any(not torch.equal(snapshots[2][k], snapshots[3][k]) for k in snapshots[2])  # epoch 3 changed weights
@@ -227,7 +229,7 @@ def test_validation_memory_is_bounded_for_a_max_pooled_151936_term_vocabulary(tm
 def test_bf16_weights_train_through_fp32_master_copies():
     """A bf16 weight of size 0.02 has a spacing of 1.2e-4: AdamW's 3e-5 steps applied to it directly round away, while
     the trainer's fp32 master copies accumulate them (20 steps move it by ~20 x 3e-5)."""
-    from retrievers.training.loop import MasterWeights
+    from retrievers.training.optim import MasterWeights
 
     def run(with_master: bool) -> torch.Tensor:
         weight = torch.nn.Parameter(torch.full((64,), 0.02, dtype=torch.bfloat16))

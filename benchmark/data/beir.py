@@ -14,7 +14,7 @@ import json
 import re
 from pathlib import Path
 
-from benchmark.data.datasets import DataError, DataFormatError, Dataset, _lines
+from benchmark.data.files import DataError, DataFormatError, Dataset, read_lines
 from retrievers.resources.artefacts import sha256_of
 
 PREFIX = "beir:"
@@ -29,7 +29,7 @@ def dataset_name(folder: Path, split: str) -> str:
 def _jsonl(path: Path, kind: str) -> dict[str, dict]:
     rows: dict[str, dict] = {}
     first: dict[str, int] = {}
-    for number, line in _lines(path):
+    for number, line in read_lines(path):
         try:
             row = json.loads(line)
         except json.JSONDecodeError as err:
@@ -48,7 +48,7 @@ def _qrels(path: Path, queries: dict[str, str], corpus: dict[str, str], skipped:
            strict: bool) -> dict[str, dict[str, int]]:
     qrels: dict[str, dict[str, int]] = {}
     seen: dict[tuple[str, str], int] = {}
-    for number, line in _lines(path):
+    for number, line in read_lines(path):
         parts = line.split("\t") if "\t" in line else line.split()
         if number == 1 and parts[0].lower().replace("_", "-") in ("query-id", "qid"):
             continue  # the header

@@ -115,8 +115,7 @@ def generate_demo(seed: int = 13, products: int = 2000, train_queries: int = 160
 
 def materialize_demo(params: dict[str, Any], root: Path | None = None) -> Path:
     """Write the demo set in Multi-CPR format under the cache (once per parameter set) and return its folder."""
-    from benchmark.data.datasets import cache_dir
-    from retrievers.resources.cache import publish_folder
+    from retrievers.resources.cache import cache_dir, publish_folder
 
     params = {k: params[k] for k in ("seed", "products", "train_queries", "dev_queries", "model_numbers")
               if k in params}

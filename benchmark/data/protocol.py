@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from benchmark.data.datasets import Dataset
+from benchmark.data.files import Dataset
 
 
 @dataclass

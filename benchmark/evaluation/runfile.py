@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark.data.datasets import DataFormatError
+from benchmark.data.files import DataFormatError
 from retrievers.trec import Run, RunFormatError, write_trec_run
 from retrievers.trec import read_trec_run as _read
 

@@ -34,7 +34,8 @@ import yaml
 
 from benchmark import REPO_ROOT
 from benchmark.records.results import current_results, find_results, load_result, provenance_label
-from benchmark.records.rows import PAPER_NEUTRAL, meaningful_overrides, registered_as, same_result_config, staleness
+from benchmark.records.rows import PAPER_NEUTRAL, meaningful_overrides, registered_as, same_result_config
+from benchmark.records.staleness import staleness
 
 LEADERBOARD_FILE = REPO_ROOT / "results" / "leaderboard.yaml"
 EXACT = 5e-5  # expectations are written with 4 decimals

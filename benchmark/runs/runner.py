@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from benchmark.data.datasets import Dataset, cache_dir
+from benchmark.data.files import Dataset
 from benchmark.data.protocol import Fold, training_folds
 from benchmark.evaluation.measures import evaluate_with_per_query
 from benchmark.records.results import environment, write_result
@@ -19,7 +19,7 @@ from benchmark.records.rows import row_name
 from benchmark.registry import RetrieverSpec
 from benchmark.runs.stages import StageClock
 from retrievers.base import Timer, config_hash, write_json_atomic
-from retrievers.resources.cache import DONE, MANIFEST, CacheCorrupt, CacheUnsealed, entry_lock, seal, verify
+from retrievers.resources.cache import DONE, MANIFEST, CacheCorrupt, CacheUnsealed, cache_dir, entry_lock, seal, verify
 from retrievers.resources.model_loading import refuse_scratch, weights_identity
 from retrievers.sharding import barrier, is_main, world
 

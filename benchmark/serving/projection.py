@@ -4,7 +4,7 @@ No GPU and no Qwen2.5-3B weights are needed for the *shape* of the cost: trainin
 architecture. This command
 
 1. **measures** on whatever device it runs on (``device``): one real PROSPER training step (our trainer's
-   ``_step``: both sides encoded, LRN, LFW, InfoNCE + FLOPS, backward, AdamW) and corpus encoding, with the
+   ``train_step``: both sides encoded, LRN, LFW, InfoNCE + FLOPS, backward, AdamW) and corpus encoding, with the
    architecture of a real Qwen2.5 model (``measure_model``, random weights, the real 151,665-token vocabulary), with and
    without gradient checkpointing: seconds per step, passages per second, peak memory;
 2. **checks the cost model** on those measurements: training FLOPs = 6 x parameters x tokens (+ the vocabulary heads
@@ -108,7 +108,8 @@ def _measure_one(cfg: ProjectionConfig, checkpointing: bool) -> dict[str, Any]:
     from benchmark.runs.stages import peak_rss_mb
     from retrievers.base import torch_device
     from retrievers.sparse import SparseConfig, SparseEncoder, SparseScratch
-    from retrievers.training.loop import TrainConfig, _step
+    from retrievers.training.config import TrainConfig
+    from retrievers.training.loop import train_step
 
     arch = ARCHITECTURES[cfg.measure_model]
     device = torch_device(cfg.device)
@@ -132,7 +133,7 @@ def _measure_one(cfg: ProjectionConfig, checkpointing: bool) -> dict[str, Any]:
         for step in range(cfg.measure_steps + 1):  # the first step is a warm-up
             start = time.perf_counter()
             optimizer.zero_grad()
-            _step(model, model, queries, passages, step, 10, 0)
+            train_step(model, model, queries, passages, step, 10, 0)
             optimizer.step()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from retrievers.index.kernels import heap_offer, prune_level, write_sorted
+from retrievers.index.kernels import block_probe, list_cursors, offer_in_doc_order, prune_level, take_candidate, write_sorted
 
 DENSE_FROM = 8  # a DAAT window whose essential postings fill >= 1/8 of its slots is scanned, not bit-walked
 
@@ -62,19 +62,10 @@ def daat(offsets, docs, impacts, block_offsets, block_first, block_last, block_m
     ub = np.empty(m, np.int64)
     for i in range(m):
         ub[i] = weights[i] * np.int64(term_max[terms[i]])
-    pos = np.empty(m, np.int64)
-    end = np.empty(m, np.int64)
-    start_of = np.empty(m, np.int64)
-    bpos = np.empty(m, np.int64)
-    bend = np.empty(m, np.int64)
-    bstart = np.empty(m, np.int64)
+    pos, end, start_of, bpos, bend, bstart = list_cursors(offsets, block_offsets, terms)
     wpos = np.empty(m, np.int64)
     wend = np.empty(m, np.int64)
     for i in range(m):
-        pos[i], end[i] = offsets[terms[i]], offsets[terms[i] + 1]
-        start_of[i] = pos[i]
-        bpos[i], bend[i] = block_offsets[terms[i]], block_offsets[terms[i] + 1]
-        bstart[i] = bpos[i]
         wpos[i], wend[i] = win_offsets[terms[i]], win_offsets[terms[i] + 1]
     order = np.argsort(ub, kind="mergesort")  # ascending bound: non-essential candidates first
     prefix = np.cumsum(ub[order])
@@ -162,12 +153,7 @@ def daat(offsets, docs, impacts, block_offsets, block_first, block_last, block_m
         n_cand = 0
         if dense:
             for j in range(w1 - w0):
-                v = acc[j]
-                acc[j] = 0
-                if v > cut:
-                    cand[n_cand] = j
-                    cand_score[n_cand] = v
-                    n_cand += 1
+                n_cand = take_candidate(acc, j, cut, cand, cand_score, n_cand)
         else:
             for word in range((w1 - w0 + 63) >> 6):
                 bits = touched_bits[word]
@@ -176,12 +162,7 @@ def daat(offsets, docs, impacts, block_offsets, block_first, block_last, block_m
                     low = bits & (~bits + np.uint64(1))
                     bits ^= low
                     j = (word << 6) + _DEBRUIJN_INDEX[(low * _DEBRUIJN) >> np.uint64(58)]
-                    v = acc[j]
-                    acc[j] = 0
-                    if v > cut:
-                        cand[n_cand] = j
-                        cand_score[n_cand] = v
-                        n_cand += 1
+                    n_cand = take_candidate(acc, j, cut, cand, cand_score, n_cand)
         for c in range(n_cand):
             score = cand_score[c]
             d = w0 + cand[c]
@@ -196,26 +177,12 @@ def daat(offsets, docs, impacts, block_offsets, block_first, block_last, block_m
                         break
                     i = order[r]
                     rest -= bound[i]
-                    if use_blocks:
-                        # Block-Max: the bound of the one block of list i that could hold d (0 when d falls between
-                        # two blocks: list i cannot hold d and is not probed); the block cursor only moves forward
-                        b = cpos[i]
-                        while b < bend[i] and block_last[b] < d:
-                            b += 1
-                        cpos[i] = b
-                        if b == bend[i] or block_first[b] > d:
-                            continue
-                        if prune >= 0 and score + rest + weights[i] * np.int64(block_max[b]) <= prune:
-                            pruned = True
+                    if use_blocks:  # Block-Max: probe only the one block of list i that could hold d
+                        score, pruned = block_probe(d, i, weights[i], score, rest, prune, docs, impacts, block_first,
+                                                    block_last, block_max, block_size, pos, cpos, bend, bstart,
+                                                    start_of, end)
+                        if pruned:
                             break
-                        # d can only be in block b: search its postings, not the list from the cursor on
-                        p = max(pos[i], start_of[i] + (b - bstart[i]) * block_size)
-                        e = min(start_of[i] + (b - bstart[i] + 1) * block_size, end[i])
-                        if docs[p] < d:
-                            p = p + 1 + np.searchsorted(docs[p + 1:e], d)
-                        pos[i] = p
-                        if p < e and docs[p] == d:
-                            score += weights[i] * np.int64(impacts[p])
                         continue
                     p, e = pos[i], end[i]
                     if p < e and docs[p] < d:
@@ -225,11 +192,7 @@ def daat(offsets, docs, impacts, block_offsets, block_first, block_last, block_m
                         score += weights[i] * np.int64(impacts[p])
                 if pruned:
                     continue
-            if score > theta:  # documents come in increasing order: a tie never beats the heap's worst
-                size = heap_offer(hs, hd, size, k, score, np.int32(d))
-                if size == k and hs[0] > theta:
-                    theta = hs[0]
-                    prune = prune_level(theta, boost)
+            size, theta, prune = offer_in_doc_order(hs, hd, size, k, score, d, theta, prune, boost)
     write_sorted(hs, hd, size, out_s, out_d)
 
 

@@ -1,7 +1,8 @@
-"""The numba kernels every index algorithm shares: the bounded top-k heap and the threshold helpers.
+"""The numba kernels every index algorithm shares: the bounded top-k heap, the threshold helpers and the Block-Max
+probe of one list for one document.
 
-Public, one module: the exact index (``inverted_index``: DAAT in ``index_daat``, TAAT and two-phase in
-``index_taat``) and the approximate index (``approximate_index``) keep their top-k the same way, so a tie is broken
+Public, one module: the exact index (``inverted_index``: DAAT in ``daat``, TAAT and two-phase in
+``taat``) and the approximate index (``approximate``) keep their top-k the same way, so a tie is broken
 the same way everywhere (the smaller document index wins).
 """
 
@@ -87,3 +88,65 @@ def prune_level(theta, boost):
     return np.int64(theta * boost)
 
 
+@numba.njit(inline="always", cache=True)
+def block_probe(d, i, weight, score, rest, prune, docs, impacts, block_first, block_last, block_max, block_size,
+                pos, cpos, bend, bstart, start_of, end):
+    """Block-Max probe of list ``i`` for document ``d`` (documents come in increasing order, so every cursor only
+    moves forward): the bound of the one block that could hold ``d`` (none when ``d`` falls between two blocks: the
+    list cannot hold it), then a search of that block's postings only. Returns ``(score, pruned)``: ``pruned`` when
+    ``score + rest`` plus that block's bound cannot beat ``prune`` (a negative ``prune``: nothing is pruned yet)."""
+    b = cpos[i]
+    while b < bend[i] and block_last[b] < d:
+        b += 1
+    cpos[i] = b
+    if b == bend[i] or block_first[b] > d:
+        return score, False
+    if prune >= 0 and score + rest + weight * np.int64(block_max[b]) <= prune:
+        return score, True
+    p = max(pos[i], start_of[i] + (b - bstart[i]) * block_size)
+    e = min(start_of[i] + (b - bstart[i] + 1) * block_size, end[i])
+    if docs[p] < d:
+        p = p + 1 + np.searchsorted(docs[p + 1:e], d)
+    pos[i] = p
+    if p < e and docs[p] == d:
+        score += weight * np.int64(impacts[p])
+    return score, False
+
+
+@numba.njit(inline="always", cache=True)
+def take_candidate(acc, j, cut, cand, cand_score, n_cand):
+    """Read and clear accumulator ``j``; keep it as a candidate when it beats ``cut``. Returns the new count."""
+    v = acc[j]
+    acc[j] = 0
+    if v > cut:
+        cand[n_cand] = j
+        cand_score[n_cand] = v
+        n_cand += 1
+    return n_cand
+
+
+@numba.njit(inline="always", cache=True)
+def offer_in_doc_order(hs, hd, size, k, score, d, theta, prune, boost):
+    """Offer a document met in increasing document order (so a tie never beats the heap's worst); when the heap is
+    full and its worst rises, so do the threshold and the pruning level. Returns ``(size, theta, prune)``."""
+    if score > theta:
+        size = heap_offer(hs, hd, size, k, score, np.int32(d))
+        if size == k and hs[0] > theta:
+            theta = hs[0]
+            prune = prune_level(theta, boost)
+    return size, theta, prune
+
+
+@numba.njit(inline="always", cache=True)
+def list_cursors(offsets, block_offsets, terms):
+    """Each query list's posting range and block range, as cursors that move forward: (pos, end, start_of, bpos,
+    bend, bstart) - ``start_of`` and ``bstart`` keep where the list's postings and blocks begin."""
+    m = terms.shape[0]
+    pos = np.empty(m, np.int64)
+    end = np.empty(m, np.int64)
+    bpos = np.empty(m, np.int64)
+    bend = np.empty(m, np.int64)
+    for i in range(m):
+        pos[i], end[i] = offsets[terms[i]], offsets[terms[i] + 1]
+        bpos[i], bend[i] = block_offsets[terms[i]], block_offsets[terms[i] + 1]
+    return pos, end, pos.copy(), bpos, bend, bpos.copy()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from retrievers.index.kernels import heap_offer, prune_level, write_sorted
+from retrievers.index.kernels import block_probe, heap_offer, list_cursors, offer_in_doc_order, prune_level, write_sorted
 
 
 # -------------------------------------------------------------------------------------------------------- TAAT
@@ -148,18 +148,7 @@ def two_phase(offsets, docs, impacts, block_offsets, block_first, block_last, bl
                 theta = lower - 1
     # phase 2: candidates in document order, the remaining lists probed heaviest first, block by block: a list is
     # searched only inside the one block that can hold the document, and only when that block's maximum allows it
-    pos = np.empty(m, np.int64)
-    end = np.empty(m, np.int64)
-    start_of = np.empty(m, np.int64)
-    bpos = np.empty(m, np.int64)
-    bend = np.empty(m, np.int64)
-    bstart = np.empty(m, np.int64)
-    for r in range(taken, m):
-        i = order[r]
-        pos[i], end[i] = offsets[terms[i]], offsets[terms[i] + 1]
-        start_of[i] = pos[i]
-        bpos[i], bend[i] = block_offsets[terms[i]], block_offsets[terms[i] + 1]
-        bstart[i] = bpos[i]
+    pos, end, start_of, bpos, bend, bstart = list_cursors(offsets, block_offsets, terms)
     hs = np.empty(k, np.int64)
     hd = np.empty(k, np.int32)
     size = 0
@@ -180,29 +169,13 @@ def two_phase(offsets, docs, impacts, block_offsets, block_first, block_last, bl
                 break
             i = order[r]
             left -= ub[i]
-            b = bpos[i]
-            while b < bend[i] and block_last[b] < d:
-                b += 1
-            bpos[i] = b
-            if b == bend[i] or block_first[b] > d:
-                continue
-            if score + left + weights[i] * np.int64(block_max[b]) <= prune:
-                pruned = True
+            score, pruned = block_probe(d, i, weights[i], score, left, prune, docs, impacts, block_first, block_last,
+                                        block_max, block_size, pos, bpos, bend, bstart, start_of, end)
+            if pruned:
                 break
-            p = max(pos[i], start_of[i] + (b - bstart[i]) * block_size)
-            e = min(start_of[i] + (b - bstart[i] + 1) * block_size, end[i])
-            if docs[p] < d:
-                p = p + 1 + np.searchsorted(docs[p + 1:e], d)
-            pos[i] = p
-            if p < e and docs[p] == d:
-                score += weights[i] * np.int64(impacts[p])
         if pruned:
             continue
-        if score > theta:  # documents come in increasing order: a tie never beats the heap's worst
-            size = heap_offer(hs, hd, size, k, score, np.int32(d))
-            if size == k and hs[0] > theta:
-                theta = hs[0]
-                prune = prune_level(theta, boost)
+        size, theta, prune = offer_in_doc_order(hs, hd, size, k, score, d, theta, prune, boost)
     write_sorted(hs, hd, size, out_s, out_d)
 
 

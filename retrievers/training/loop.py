@@ -48,347 +48,27 @@ import logging
 import math
 import os
 import random
-import shutil
-import sys
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
-import scipy.sparse as sp
 import torch
-from tqdm.auto import tqdm
 
-from retrievers.options import above, at_least, between, check_config
+from retrievers.options import check_config
+from retrievers.training.batches import EpochPlan, LocalBatch, local_batch
+from retrievers.training.checkpoints import link_checkpoint, save_checkpoint
+from retrievers.training.config import Trainable, TrainConfig
+from retrievers.training.optim import MasterWeights, adamw
+from retrievers.training.pairs import mine_bm25_negatives
+from retrievers.training.progress import Progress, run_label, say
+from retrievers.training.validation import validation_distractors, validation_mrr
 
 log = logging.getLogger("benchmark.training")
 
-#: Bound on validation's working memory beyond the model (query vectors kept + one micro-batch of passages).
-VALIDATION_MEMORY_BYTES = int(float(os.environ.get("PROSPER_BENCH_VALIDATION_MEMORY_MB", "512")) * 2**20)
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = at_least(5, 1)  # epochs to run; with patience > 0 the cap, training may stop earlier
-    batch_size: int = at_least(32, 1)  # per process; the global batch is batch_size x processes
-    lr: float = above(3e-5, 0)
-    weight_decay: float = at_least(0.1, 0)
-    warmup_fraction: float = between(0.06, 0, 1)  # of all steps the cap allows (the paper: ~0.3 epoch of 5)
-    seed: int = 13
-    validation_pairs: int = at_least(100, 0)  # held out from the training pairs to pick the best epoch; 0 = keep the last
-    validation_candidates: int = at_least(2000, 1)  # each held-out query ranks its positive among this many passages
-    patience: int = at_least(0, 0)  # > 0: stop when validation has not improved for this many epochs (early stopping)
-    max_grad_norm: float = above(1.0, 0)
-    min_steps: int = at_least(0, 0)  # train at least this many optimizer steps (more epochs on a small training set); 0 = off
-    hard_negatives: bool = False  # add one BM25 hard negative per query to the batch (SPLADE-v2 style)
-    hard_negative_depth: int = at_least(30, 1)  # sampled from the BM25 top-n, positives excluded
-    grad_cache_chunk: int = at_least(0, 0)  # > 0: GradCache, groups of at most this many queries; 0: one pass
-    max_pairs: int = at_least(0, 0)  # > 0: train on the first this many (shuffled) pairs only - smoke tests, quick looks
-
-
-def paper_training() -> TrainConfig:
-    """The paper's fine-tuning settings (section 4.1), the ``pretrained`` preset of every trained retriever: 5 epochs,
-    lr 3e-5 with a linear warm-up over ~0.3 epoch (6% of 5 epochs), AdamW weight decay 0.1, batch 64 per device, best
-    epoch on 500 held-out training queries."""
-    return TrainConfig(epochs=5, batch_size=64, lr=3e-5, weight_decay=0.1, warmup_fraction=0.06, validation_pairs=500)
-
-
-class Trainable(Protocol):
-    """What a model gives the trainer (``torch.nn.Module`` methods plus these)."""
-
-    def parameters(self) -> Any: ...
-
-    def train(self, mode: bool = True) -> Any: ...
-
-    def forward(self, queries: Sequence[str], passages: Sequence[str]) -> dict[str, torch.Tensor]: ...
-
-    def batch_loss(self, reps: dict[str, torch.Tensor], targets: torch.Tensor, step: int, total_steps: int
-                   ) -> tuple[torch.Tensor, dict[str, float]]: ...
-
-    def scoring_vectors(self, texts: Sequence[str], side: str) -> torch.Tensor: ...
-
-    def save(self, path: Path) -> None: ...
-
-    def load_weights(self, path: Path) -> None: ...
-
-
-def info_nce(q: torch.Tensor, d: torch.Tensor, targets: torch.Tensor | None = None, scale: float = 1.0
-             ) -> torch.Tensor:
-    """InfoNCE with in-batch negatives: query i's positive is passage ``targets[i]`` (default i); every other passage
-    of the (gathered) batch is a negative."""
-    scores = (q @ d.T) * scale
-    if targets is None:
-        targets = torch.arange(q.shape[0], device=q.device)
-    return torch.nn.functional.cross_entropy(scores, targets.to(q.device))
-
-
-def training_pairs(train_queries: dict[str, str], train_qrels: dict[str, dict[str, int]],
-                   corpus: dict[str, str]) -> list[tuple[str, str]]:
-    """(query text, positive passage text) pairs, in a fixed order."""
-    pairs = []
-    for qid in sorted(train_qrels):
-        for pid, rel in sorted(train_qrels[qid].items()):
-            if rel > 0 and qid in train_queries and pid in corpus:
-                pairs.append((train_queries[qid], corpus[pid]))
-    if not pairs:
-        raise ValueError("no training pairs: the dataset has no train queries whose positive is in the corpus")
-    return pairs
-
-
-def mine_bm25_negatives(pairs: list[tuple[str, str]], passages: list[str], depth: int, seed: int
-                        ) -> dict[str, list[str]]:
-    """query text -> BM25 top-``depth`` passages that are not one of its positives (bm25s, k1=1.2, b=0.75).
-
-    Tokens: BERT basic tokenization (one token per CJK character, lower-cased words otherwise), the same view the
-    BERT-Chinese BM25 baseline has, without needing a tokenizer file.
-    """
-    import re
-
-    import bm25s
-
-    def tokens(text: str) -> list[str]:
-        return re.findall(r"[\u3400-\u9fff\uf900-\ufaff]|[a-z0-9]+", text.lower())
-
-    unique = list(dict.fromkeys(passages))
-    retriever = bm25s.BM25(k1=1.2, b=0.75)
-    retriever.index([tokens(p) for p in unique], show_progress=False)
-    positives: dict[str, set[str]] = {}
-    for query, passage in pairs:
-        positives.setdefault(query, set()).add(passage)
-    queries = list(positives)
-    docs, _ = retriever.retrieve([tokens(q) or ["[empty]"] for q in queries], k=min(depth, len(unique)),
-                                 show_progress=False, n_threads=1)
-    rng = random.Random(seed)
-    mined = {}
-    for query, row in zip(queries, docs, strict=True):
-        candidates = [unique[i] for i in row if unique[i] not in positives[query]]
-        rng.shuffle(candidates)
-        mined[query] = candidates
-    return mined
 
 
 # ------------------------------------------------------------------------------------------------------ batching
-Triple = tuple[str, str, str | None]  # (query, positive passage, hard negative or None)
-
-
-def choose_negatives(batch: list[tuple[str, str]], negatives: dict[str, list[str]], rng: random.Random
-                     ) -> list[str | None]:
-    """One hard negative per query of a *global* batch, none of them a passage of the batch (a positive, or a negative
-    already chosen for another query): after gathering, no query may meet its own positive as a negative. Each query's
-    choice starts at a random place in its mined list, so it changes from epoch to epoch."""
-    taken = {p for _, p in batch}
-    chosen: list[str | None] = []
-    for query, _ in batch:
-        candidates = negatives.get(query) or []
-        choice = None
-        if candidates:
-            start = rng.randrange(len(candidates))
-            choice = next((c for c in candidates[start:] + candidates[:start] if c not in taken), None)
-        if choice is not None:
-            taken.add(choice)
-        chosen.append(choice)
-    return chosen
-
-
-def _batches(pairs: list[tuple[str, str]], batch_size: int, rng: random.Random) -> list[list[tuple[str, str]]]:
-    """Shuffled batches in which no passage appears twice (a duplicate would be a false in-batch negative)."""
-    order = pairs[:]
-    rng.shuffle(order)
-    batches, current, seen = [], [], set()
-    spill = []
-    for pair in order:
-        if pair[1] in seen:
-            spill.append(pair)
-            continue
-        current.append(pair)
-        seen.add(pair[1])
-        if len(current) == batch_size:
-            batches.append(current)
-            current, seen = [], set()
-    leftovers = current + spill
-    for start in range(0, len(leftovers), batch_size):
-        chunk = list({p[1]: p for p in leftovers[start:start + batch_size]}.values())
-        if len(chunk) > 1:
-            batches.append(chunk)
-    return batches
-
-
-class EpochPlan:
-    """The global batches of every epoch, the same on every process (each derives them from the seed and epoch)."""
-
-    def __init__(self, pairs: list[tuple[str, str]], batch_size: int, processes: int, seed: int,
-                 negatives: dict[str, list[str]] | None = None):
-        self.pairs, self.processes, self.seed = pairs, processes, seed
-        self.global_batch = batch_size * processes
-        self.negatives = negatives or {}
-
-    def batches(self, epoch: int) -> list[list[Triple]]:
-        rng = random.Random(self.seed * 1000 + epoch)
-        out = []
-        for batch in _batches(self.pairs, self.global_batch, rng):
-            if len(batch) < max(2, self.processes):  # every process needs a query: left to another epoch
-                continue
-            chosen = choose_negatives(batch, self.negatives, rng) if self.negatives else [None] * len(batch)
-            out.append([(q, p, n) for (q, p), n in zip(batch, chosen, strict=True)])
-        return out
-
-    def steps(self, epoch: int) -> int:
-        return len(self.batches(epoch))
-
-
-@dataclass
-class LocalBatch:
-    """One process's share of a global batch: its queries, their positives and (optionally) hard negatives."""
-
-    queries: list[str]
-    positives: list[str]
-    negatives: list[str | None]
-
-    @property
-    def passages(self) -> list[str]:
-        """Positives first (passage i belongs to query i), then the hard negatives that exist."""
-        return self.positives + [n for n in self.negatives if n is not None]
-
-    def groups(self, n: int) -> list[tuple[LocalBatch, list[int]]]:
-        """``n`` near-equal query groups (GradCache), each with its own positives and negatives, and the position of
-        each of its passages in :attr:`passages` - so no group is ever without a query or a passage."""
-        from retrievers.sharding import shard_bounds
-
-        negative_at, at = {}, len(self.positives)
-        for i, negative in enumerate(self.negatives):
-            if negative is not None:
-                negative_at[i], at = at, at + 1
-        out = []
-        for g in range(n):
-            start, stop = shard_bounds(len(self.queries), g, n)
-            if start == stop:
-                continue
-            part = LocalBatch(self.queries[start:stop], self.positives[start:stop], self.negatives[start:stop])
-            rows = list(range(start, stop)) + [negative_at[i] for i in range(start, stop) if i in negative_at]
-            out.append((part, rows))
-        return out
-
-
-def local_batch(batch: list[Triple], rank: int, size: int) -> LocalBatch:
-    """This process's contiguous, near-equal share of a global batch (sizes differ by at most one)."""
-    from retrievers.sharding import shard_bounds
-
-    start, stop = shard_bounds(len(batch), rank, size)
-    mine = batch[start:stop]
-    return LocalBatch([q for q, _, _ in mine], [p for _, p, _ in mine], [n for _, _, n in mine])
-
-
-# ---------------------------------------------------------------------------------------------------- validation
-def _compact(vectors: np.ndarray) -> np.ndarray | sp.csr_matrix:
-    """Sparse rows when that is smaller (windowed sparse representations), dense rows otherwise."""
-    density = np.count_nonzero(vectors) / max(1, vectors.size)
-    return sp.csr_matrix(vectors) if density < 0.25 else vectors
-
-
-def _nbytes(matrix: np.ndarray | sp.csr_matrix) -> int:
-    if sp.issparse(matrix):
-        return matrix.data.nbytes + matrix.indices.nbytes + matrix.indptr.nbytes
-    return matrix.nbytes
-
-
-def validation_scores(model: Trainable, queries: Sequence[str], candidates: Sequence[str],
-                      memory_bytes: int = VALIDATION_MEMORY_BYTES) -> np.ndarray:
-    """(queries x candidates) scores, computed with bounded memory whatever the vocabulary size and pooling.
-
-    Query vectors are kept (sparse when that is smaller) in groups of at most half of ``memory_bytes``; passages are
-    encoded in micro-batches of ``model.validation_batch_size`` (default 16) and scored against the group at once, so
-    no candidate's vocabulary-sized vector outlives its micro-batch. A group that does not fit means one more pass over
-    the candidates, never more memory.
-    """
-    from retrievers.batching import length_batches
-
-    batch = max(1, int(getattr(model, "validation_batch_size", 16)))
-    out = np.empty((len(queries), len(candidates)), dtype=np.float32)
-    query_batches = length_batches(queries, batch)  # similar lengths together: little padding
-    candidate_batches = length_batches(candidates, batch)
-    done = 0
-    with torch.no_grad():
-        while done < len(query_batches):
-            group, rows, used = [], [], 0
-            while done < len(query_batches) and (not group or used < memory_bytes // 2):
-                indices = query_batches[done]
-                vectors = _compact(model.scoring_vectors([queries[i] for i in indices], "query").float().cpu().numpy())
-                group.append(vectors)
-                rows.extend(indices)
-                used += _nbytes(vectors)
-                done += 1
-            q = sp.vstack(group, format="csr") if any(sp.issparse(g) for g in group) else np.vstack(group)
-            for indices in candidate_batches:
-                d = model.scoring_vectors([candidates[i] for i in indices], "doc").float().cpu().numpy()
-                out[np.ix_(rows, indices)] = np.asarray(q @ d.T, dtype=np.float32)
-    return out
-
-
-def _mrr(model: Trainable, pairs: list[tuple[str, str]], distractors: Sequence[str] = (),
-         memory_bytes: int = VALIDATION_MEMORY_BYTES) -> float:
-    """Validation: MRR of each held-out query's positive among the held-out positives plus ``distractors``.
-
-    Why distractors: ranked only among their own ~100 positives, the held-out queries saturate (every epoch scores
-    ~0.95 and the "best" epoch is noise); the paper validates on 500 training queries against a real candidate set.
-    """
-    positives = list(dict.fromkeys(p for _, p in pairs))
-    column = {p: i for i, p in enumerate(positives)}
-    candidates = positives + [p for p in dict.fromkeys(distractors) if p not in column]
-    scores = validation_scores(model, [q for q, _ in pairs], candidates, memory_bytes)
-    positive = scores[np.arange(len(pairs)), [column[p] for _, p in pairs]]
-    # ties count against the positive: a collapsed model (all scores equal) must score ~0, not a perfect 1.0
-    ranks = (scores >= positive[:, None]).sum(axis=1)
-    return float((1.0 / ranks).mean())
-
-
-def validation_distractors(validation: list[tuple[str, str]], corpus_passages: Sequence[str] | None, total: int,
-                           seed: int) -> list[str]:
-    """A seeded sample of corpus passages, none a held-out positive, filling the candidate set up to ``total``."""
-    held_out = {p for _, p in validation}
-    pool = [p for p in dict.fromkeys(corpus_passages or ()) if p not in held_out]
-    need = max(0, min(total - len(held_out), len(pool)))
-    return random.Random(seed).sample(pool, need) if need else []
-
-
-# ------------------------------------------------------------------------------------------------------ precision
-class MasterWeights:
-    """fp32 master copies of low-precision (bf16/fp16) parameters: the optimizer updates the copies, which are written
-    back rounded after every step. Without them a 3e-5 AdamW update of a bf16 weight of size 0.02 (spacing 1.2e-4)
-    rounds away. fp32 parameters are their own master (no copy)."""
-
-    def __init__(self, parameters: list[torch.nn.Parameter]):
-        self.parameters = parameters
-        self.master = [p if p.dtype == torch.float32 else p.detach().float().clone().requires_grad_(True)
-                       for p in parameters]
-        self.copies = sum(m is not p for m, p in zip(self.master, parameters, strict=True))
-
-    def gradients_in(self) -> None:
-        for p, m in zip(self.parameters, self.master, strict=True):
-            if m is not p:
-                m.grad = None if p.grad is None else p.grad.float()
-
-    @torch.no_grad()
-    def weights_out(self) -> None:
-        for p, m in zip(self.parameters, self.master, strict=True):
-            if m is not p:
-                p.copy_(m)
-
-    def zero_grad(self) -> None:
-        for p, m in zip(self.parameters, self.master, strict=True):
-            p.grad = None
-            m.grad = None
-
-
-# --------------------------------------------------------------------------------------------------------- train
-def adamw(parameters: list[torch.Tensor], config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW (the paper's optimizer), fused where torch has a fused kernel for the device: one pass over the weights
-    instead of a dozen (measured on e5-small, 120M parameters, 2 CPU cores: 1.2 s -> 0.06 s per step)."""
-    try:
-        return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay, fused=True)
-    except (RuntimeError, ValueError):  # no fused kernel for these tensors: the multi-tensor one
-        return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def train(model: Trainable, pairs: list[tuple[str, str]], config: TrainConfig, work_dir: Path,
@@ -433,7 +113,7 @@ def train(model: Trainable, pairs: list[tuple[str, str]], config: TrainConfig, w
     optimizer = adamw(master.master, config)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
-    net = _distributed(model) if size > 1 else model
+    net = distributed_model(model) if size > 1 else model
     state_file = work_dir / "trainer_state.json"
     history: list[dict[str, float]] = []
     start_epoch, step, best, since_best, stopped = 0, 0, -1.0, 0, False
@@ -450,8 +130,8 @@ def train(model: Trainable, pairs: list[tuple[str, str]], config: TrainConfig, w
             optimizer.load_state_dict(torch.load(work_dir / "last" / "optimizer.pt", weights_only=True))
             schedule.load_state_dict(torch.load(work_dir / "last" / "scheduler.pt", weights_only=True))
         if rank == 0:
-            _say(f"{_label(work_dir)}: resuming from the checkpoint after epoch {start_epoch} of {epochs}")
-    progress = _Progress(_label(work_dir), total, step, enabled=rank == 0)
+            say(f"{run_label(work_dir)}: resuming from the checkpoint after epoch {start_epoch} of {epochs}")
+    progress = Progress(run_label(work_dir), total, step, enabled=rank == 0)
     for epoch in range(start_epoch, epochs):
         if stopped:
             break
@@ -461,7 +141,7 @@ def train(model: Trainable, pairs: list[tuple[str, str]], config: TrainConfig, w
         for batch in batches:
             mine = local_batch(batch, rank, size)
             master.zero_grad()
-            loss, parts = _step(net, model, mine, step, total, config.grad_cache_chunk)
+            loss, parts = train_step(net, model, mine, step, total, config.grad_cache_chunk)
             master.gradients_in()
             torch.nn.utils.clip_grad_norm_(master.master, config.max_grad_norm)
             optimizer.step()
@@ -479,7 +159,7 @@ def train(model: Trainable, pairs: list[tuple[str, str]], config: TrainConfig, w
         record["pairs"] = sum(len(b) for b in batches)
         if rank == 0:
             if validation:
-                record["val_mrr"] = _mrr(model, validation, distractors)
+                record["val_mrr"] = validation_mrr(model, validation, distractors)
             progress.epoch_done(record)
             improved = not validation or record["val_mrr"] > best
             if improved:
@@ -488,9 +168,9 @@ def train(model: Trainable, pairs: list[tuple[str, str]], config: TrainConfig, w
                 since_best += 1
             stopped = bool(validation) and config.patience > 0 and since_best >= config.patience and epoch + 1 < epochs
             final = stopped or epoch + 1 == epochs  # a finished training never resumes: no optimizer state to keep
-            _save(model, work_dir / "last", *((None, None) if final else (optimizer, schedule)))
+            save_checkpoint(model, work_dir / "last", *((None, None) if final else (optimizer, schedule)))
             if improved:
-                _link_checkpoint(work_dir / "last", work_dir / "best")
+                link_checkpoint(work_dir / "last", work_dir / "best")
             history.append(record)
             tmp = state_file.with_suffix(".tmp")
             tmp.write_text(json.dumps({"epoch": epoch + 1, "step": step, "best": best, "history": history,
@@ -522,7 +202,7 @@ def train(model: Trainable, pairs: list[tuple[str, str]], config: TrainConfig, w
 
 
 # ------------------------------------------------------------------------------------------- one optimizer step
-def _distributed(model):
+def distributed_model(model):
     """``DistributedDataParallel`` around ``model`` (gradients averaged across processes)."""
     from torch.nn.parallel import DistributedDataParallel
 
@@ -536,7 +216,7 @@ def _distributed(model):
     return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True, broadcast_buffers=False)
 
 
-def _step(net, model: Trainable, batch: LocalBatch, step: int, total: int, chunk: int
+def train_step(net, model: Trainable, batch: LocalBatch, step: int, total: int, chunk: int
           ) -> tuple[torch.Tensor, dict[str, float]]:
     """Forward, loss over the gathered global batch, backward (optionally GradCache in groups); returns the loss."""
     from retrievers.sharding import world
@@ -552,7 +232,7 @@ def _step(net, model: Trainable, batch: LocalBatch, step: int, total: int, chunk
     states, cached = [], []
     with torch.no_grad():  # 1. representations, group by group, without a graph
         for part, _ in groups:
-            states.append(_RandomState())
+            states.append(RandomState())
             cached.append(model(part.queries, part.passages))
     order = torch.tensor([row for _, rows in groups for row in rows])  # position in batch.passages of each row
     inverse = torch.empty_like(order)
@@ -581,7 +261,7 @@ def _step(net, model: Trainable, batch: LocalBatch, step: int, total: int, chunk
     return loss, parts
 
 
-class _RandomState:
+class RandomState:
     """The CPU and CUDA random states at creation, restored for a recomputation (dropout must drop the same units)."""
 
     def __init__(self):
@@ -639,98 +319,3 @@ def gather_representations(local: dict[str, torch.Tensor]) -> tuple[dict[str, to
     return gathered, targets
 
 
-# ------------------------------------------------------------------------------------------------------ progress
-def _label(work_dir: Path) -> str:
-    """The cache entry (and fold) a training belongs to, e.g. ``prosper-3ed4228e07e2`` or ``splade-... fold-1``."""
-    parent = work_dir.parent
-    return f"{parent.parent.name} {parent.name}" if parent.name.startswith("fold-") else parent.name
-
-
-def _say(line: str) -> None:
-    tqdm.write(line, file=sys.stderr)
-
-
-class _Progress:
-    """A bar with loss and ETA on a terminal; otherwise one line every ``PROSPER_BENCH_PROGRESS_SECONDS`` (30)."""
-
-    def __init__(self, label: str, total: int, done: int, enabled: bool):
-        self.label, self.total, self.start_step = label, total, done
-        self.enabled = enabled
-        self.interactive = enabled and sys.stderr.isatty()
-        self.every = float(os.environ.get("PROSPER_BENCH_PROGRESS_SECONDS", "30"))
-        self.started = self.last = time.monotonic()
-        self.done = done
-        self.bar = tqdm(total=total, initial=done, desc=f"training {label}", unit="step", file=sys.stderr,
-                        dynamic_ncols=True) if self.interactive else None
-
-    def update(self, epoch: int, epochs: int, loss: float) -> None:
-        self.done += 1
-        if self.bar is not None:
-            self.bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{loss:.4f}", refresh=False)
-            self.bar.update(1)
-        elif self.enabled and time.monotonic() - self.last >= self.every:
-            self.last = time.monotonic()
-            elapsed = self.last - self.started
-            rate = (self.done - self.start_step) / max(elapsed, 1e-9)
-            eta = (self.total - self.done) / max(rate, 1e-9)
-            _say(f"training {self.label}: epoch {epoch + 1}/{epochs}, step {self.done}/{self.total} "
-                 f"({100 * self.done / self.total:.0f}%), loss {loss:.4f}, {_duration(elapsed)} elapsed, "
-                 f"ETA {_duration(eta)}")
-
-    def epoch_done(self, record: dict[str, float]) -> None:
-        if not self.enabled:
-            return
-        val = f", validation MRR {record['val_mrr']:.4f}" if "val_mrr" in record else ""
-        _say(f"training {self.label}: epoch {record['epoch']} done, loss {record.get('loss', float('nan')):.4f}{val}")
-
-    def say(self, line: str) -> None:
-        if self.enabled:
-            _say(f"training {self.label}: {line}")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
-
-
-def _save(model: Trainable, path: Path, optimizer=None, schedule=None) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save(tmp)
-    if optimizer is not None:
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(schedule.state_dict(), tmp / "scheduler.pt")
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
-
-
-def _link_checkpoint(source: Path, target: Path) -> None:
-    """``target`` := the model files of ``source`` (not its optimizer state), as hard links where the file system has
-    them. Why: "best" is usually the epoch just saved as "last", and writing the same 470 MB (e5-small) twice per epoch
-    cost about 1.4 s of each epoch on 2 CPU cores. The links stay valid: the next ``_save`` writes "last" anew into a
-    temporary folder and replaces it, never rewriting a file in place."""
-    tmp = target.with_name(target.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-
-    def link(src: str, dst: str) -> None:
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
-
-    shutil.copytree(source, tmp, copy_function=link, ignore=shutil.ignore_patterns("optimizer.pt", "scheduler.pt"))
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
-
-
-def quadratic_warmup(step: int, horizon: float) -> float:
-    """0 -> 1 quadratically over the first ``horizon`` steps (the FLOPS lambda schedule), then 1."""
-    return min(1.0, ((step + 1) / max(1.0, horizon)) ** 2)

@@ -15,7 +15,9 @@ import torch
 
 from retrievers.sharding import barrier, world
 from retrievers.sparse import SparseConfig, SparseEncoder, SparseScratch
-from retrievers.training.loop import TrainConfig, _distributed, _step, local_batch
+from retrievers.training.batches import local_batch
+from retrievers.training.config import TrainConfig
+from retrievers.training.loop import distributed_model, train_step
 
 
 def main(out: Path, backbone: str, chunk: int, with_negatives: bool) -> None:
@@ -31,7 +33,7 @@ def main(out: Path, backbone: str, chunk: int, with_negatives: bool) -> None:
     encoder = SparseEncoder(config, texts=queries + passages + [n for n in negatives if n])
     encoder.train(True)
     mine = local_batch(list(zip(queries, passages, negatives, strict=True)), rank, size)
-    net = _distributed(encoder) if size > 1 else encoder
+    net = distributed_model(encoder) if size > 1 else encoder
     if chunk < 0:  # reference for GradCache: the same groups encoded in order, in one graph, one backward
         groups = mine.groups(-(-len(mine.queries) // -chunk))
         reps = [encoder(part.queries, part.passages) for part, _ in groups]
@@ -41,7 +43,7 @@ def main(out: Path, backbone: str, chunk: int, with_negatives: bool) -> None:
         loss, parts = encoder.batch_loss(reps, torch.arange(len(queries)), 3, 10)
         loss.backward()
     else:
-        loss, parts = _step(net, encoder, mine, step=3, total=10, chunk=chunk)
+        loss, parts = train_step(net, encoder, mine, step=3, total=10, chunk=chunk)
     if rank == 0:
         grads = {n: p.grad for n, p in encoder.named_parameters() if p.grad is not None}
         tag = f"{size}-{chunk}-{int(with_negatives)}"

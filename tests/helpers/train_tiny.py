@@ -11,7 +11,9 @@ from pathlib import Path
 from benchmark.data.datasets import load_dataset
 from retrievers.sharding import world
 from retrievers.sparse import SparseConfig, SparseEncoder, SparseScratch
-from retrievers.training.loop import TrainConfig, train, training_pairs
+from retrievers.training.config import TrainConfig
+from retrievers.training.loop import train
+from retrievers.training.pairs import training_pairs
 
 
 def main(out: Path, n_pairs: int, batch: int, chunk: int, negatives: bool, epochs: int, validation: int) -> None:

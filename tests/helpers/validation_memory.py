@@ -12,7 +12,8 @@ import torch
 
 from benchmark.data.datasets import load_dataset
 from retrievers.sparse import SparseConfig, SparseEncoder
-from retrievers.training.loop import _mrr, training_pairs
+from retrievers.training.pairs import training_pairs
+from retrievers.training.validation import validation_mrr
 
 
 def rss_kib(field: str) -> int:
@@ -35,7 +36,7 @@ def main(model_dir: str, out: str) -> None:
     encoder.scoring_vectors(["warm up"], "doc")  # allocator and kernels initialised before the mark
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak resident set (VmHWM) to the current one
     before = rss_kib("VmRSS")
-    value = _mrr(encoder, long, distractors)
+    value = validation_mrr(encoder, long, distractors)
     peak = rss_kib("VmHWM")
     Path(out).write_text(json.dumps({"extra_mib": (peak - before) / 1024, "before_mib": before / 1024,
                                      "val_mrr": value, "candidates": 200 + len(distractors)}))
