@@ -104,14 +104,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from benchmark.report.markdown import write_report
+    from benchmark.report.readme import write_readme
 
     results = Path(args.results)
     problem = unknown_datasets(results, args.dataset)
     if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
+        raise UsageError(problem)
     path = write_report(results, Path(args.out) if args.out else results / "REPORT.md", args.dataset)
-    print(f"wrote {path}")
+    print(f"wrote {path} and {path.with_name('index.html')}")
+    readme = write_readme(results)
+    if readme is not None:
+        print(f"refreshed the tables of {readme}")
     return 0
 
 
