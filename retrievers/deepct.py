@@ -99,6 +99,7 @@ class DeepCTModel(torch.nn.Module):
             resolved = pretrained_or_scratch(config.model_id, config.model_path, config.allow_scratch,
                                              config.weights_source)
             if resolved is not None:
+                torch.manual_seed((config.train_pretrained or config.train).seed)  # the new head: same draw every run
                 self.encoder = AutoModel.from_pretrained(resolved.source, local_files_only=resolved.local_only,
                                                          add_pooling_layer=False, dtype=dtype)
                 self.tokenizer = AutoTokenizer.from_pretrained(resolved.source, local_files_only=resolved.local_only)

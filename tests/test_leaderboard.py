@@ -274,3 +274,68 @@ def test_the_repository_neutral_changes_name_commits_of_this_history():
     for commit in commits:
         known = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=REPO_ROOT, capture_output=True)
         assert known.returncode == 0, f"results/neutral-changes.yaml names {commit}, which is not in this history"
+
+
+def test_modules_loaded_by_name_and_the_runner_are_dependencies_of_the_rows_that_use_them():
+    """The e5 port is loaded through an importlib string (retrievers/resources/hub.py): a change to it must mark the
+    e5 rows stale, as a change to the runner marks every row."""
+    from benchmark.records.staleness import dependencies
+
+    for class_path in ("retrievers.dense:DenseRetriever", "retrievers.sparse:SparseRetriever",
+                       "retrievers.deepct:DeepCTRetriever"):
+        deps = dependencies(class_path)
+        assert "retrievers/resources/e5_port.py" in deps and "benchmark/runs/runner.py" in deps, class_path
+
+
+def test_a_result_whose_model_came_from_an_entry_of_older_or_unknown_code_is_stale():
+    import subprocess
+
+    from benchmark.records.staleness import REPO_ROOT, staleness
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
+    base = {"retriever": {"class": "retrievers.bm25:BM25Retriever"},
+            "environment": {"git": {"commit": head, "dirty": False}}}
+    assert staleness({**base, "index": {"reused": False, "built_with": {"commit": head, "dirty": False}}}) is None
+    unknown = staleness({**base, "index": {"reused": True}})  # a result from before entries recorded their code
+    assert unknown and unknown.startswith("stale") and "unknown code" in unknown
+    none = staleness({**base, "index": {"reused": True, "built_with": None}})
+    assert none and "records no code version" in none
+    dirty = staleness({**base, "index": {"reused": True, "built_with": {"commit": head, "dirty": True,
+                                                                        "changed_files": ["retrievers/bm25.py"]}}})
+    assert dirty and "uncommitted" in dirty
+    last = subprocess.run(["git", "log", "-n", "1", "--format=%H", "--", "retrievers/bm25.py"], cwd=REPO_ROOT,
+                          capture_output=True, text=True).stdout.strip()
+    parent = subprocess.run(["git", "rev-parse", f"{last}^"], cwd=REPO_ROOT, capture_output=True, text=True)
+    if parent.returncode != 0:
+        pytest.skip("shallow checkout: no commit before the last change of retrievers/bm25.py")
+    older = staleness({**base, "index": {"reused": True, "built_with": {"commit": parent.stdout.strip()}}})
+    assert older and older.startswith(f"stale (its model was built at {parent.stdout.strip()[:10]}; changed since:")
+
+
+def test_check_strict_fails_on_a_stale_result_and_names_it(tmp_path, capsys):
+    """Without --strict a stale result is only counted; with it, check exits 1 and names the row and why."""
+    import shutil
+
+    from benchmark import REPO_ROOT
+    from benchmark.records.results import current_results
+
+    current, _ = current_results(REPO_ROOT / "results", "multicpr-ecom-pool")
+    source = current["bm25-bert"]
+    target = tmp_path / "multicpr-ecom-pool" / "bm25-bert"
+    target.mkdir(parents=True)
+    payload = json.loads(source.read_text())
+    payload["environment"]["git"] = {"commit": payload["environment"]["git"]["commit"], "dirty": True,
+                                     "changed_files": ["retrievers/bm25.py"]}
+    (target / source.name).write_text(json.dumps(payload))
+    for side in source.parent.glob(source.name.replace(".json", ".perquery*")):
+        shutil.copy(side, target / side.name)
+    board = tmp_path / "board.yaml"
+    mrr = round(payload["metrics"]["MRR@10"], 4)
+    board.write_text(yaml.safe_dump({"datasets": {"multicpr-ecom-pool": {"entries": {
+        "bm25-bert": {"metrics": {"MRR@10": mrr}}}}}}))
+    argv = ["check", "--dataset", "multicpr-ecom-pool", "--leaderboard", str(board), "--results", str(tmp_path)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main([*argv, "--strict"]) == 1
+    out = capsys.readouterr().out
+    assert "[STALE] multicpr-ecom-pool/bm25-bert: stale (ran with uncommitted changes to: retrievers/bm25.py)" in out

@@ -167,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--data-dir", help="folder with the official Multi-CPR files (or set PROSPER_BENCH_DATA)")
     check.add_argument("--no-verify", action="store_true")
     check.add_argument("--leaderboard", help="leaderboard YAML (default: results/leaderboard.yaml)")
+    check.add_argument("--strict", action="store_true",
+                       help="also fail (exit 1) on any stale current result under --results, naming each row and file")
     check.add_argument("--results", default=str(DEFAULT_OUTPUT), help="where to find results of entries not rerun")
     check.add_argument("--output", help="where reruns write their result files (default: a temporary folder)")
     check.add_argument("--require-data", action="store_true",

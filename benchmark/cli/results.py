@@ -172,4 +172,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     with cache:
         counts = run_check(board, datasets, Path(args.results), rerun, registry, load_ok,
                            Path(args.output) if args.output else None, require_results=args.require_data)
-    return 1 if counts["fail"] else 0
+    stale = strict_findings(Path(args.results), datasets) if args.strict else []
+    return 1 if counts["fail"] or stale else 0
+
+
+def strict_findings(results: Path, datasets: list[str]) -> list[tuple]:
+    """``check --strict``: every stale current result of the datasets checked, one line each on stdout."""
+    from benchmark.records.staleness import stale_results
+
+    found = stale_results(results, [d for d in datasets if (results / d).is_dir()])
+    for dataset, row, path, why in found:
+        print(f"[STALE] {dataset}/{row}: {why} ({path.name})")
+    print(f"--strict: {len(found)} stale result(s)" + (": rerun them, or declare a neutral change with evidence"
+                                                       if found else ""))
+    return found

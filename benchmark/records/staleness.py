@@ -18,14 +18,18 @@ from typing import Any
 from benchmark import REPO_ROOT
 
 #: Modules whose code every result depends on, besides its retriever's own import closure.
-SHARED_DEPENDENCIES = ("benchmark/data/datasets.py", "benchmark/data/demo.py", "benchmark/data/protocol.py",
-                       "benchmark/evaluation/measures.py")
+SHARED_DEPENDENCIES = ("benchmark/data/datasets.py", "benchmark/data/files.py", "benchmark/data/beir.py",
+                       "benchmark/data/demo.py", "benchmark/data/protocol.py", "benchmark/evaluation/measures.py",
+                       "benchmark/runs/runner.py")
+#: A string naming a module of this repository and an attribute, as importlib callers spell it.
+LOADED_BY_NAME = re.compile(r"^(retrievers|benchmark)(\.\w+)+:\w+$")
 
 
 # ------------------------------------------------------------------------------------------------------ staleness
 @functools.lru_cache(maxsize=64)
 def module_closure(module: str) -> tuple[str, ...]:
-    """Repository files ``module`` imports, directly or not (static: ``import``/``from`` statements anywhere)."""
+    """Repository files ``module`` imports, directly or not: ``import``/``from`` statements anywhere, and modules
+    named in a ``"package.module:attr"`` string (what importlib loads by name)."""
     seen: set[str] = set()
     todo = [module]
     while todo:
@@ -41,6 +45,8 @@ def module_closure(module: str) -> tuple[str, ...]:
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 todo.append(node.module)
                 todo.extend(f"{node.module}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and LOADED_BY_NAME.match(node.value):
+                todo.append(node.value.partition(":")[0])  # importlib by name: "retrievers.resources.e5_port:build_port"
     return tuple(sorted(seen))
 
 
@@ -127,6 +133,9 @@ def staleness(payload: dict[str, Any]) -> str | None:
     dirty = sorted(set(git.get("changed_files") or []) & set(files)) if git.get("dirty") else []
     if dirty:
         return f"stale (ran with uncommitted changes to: {', '.join(dirty)})"
+    built = model_code_problem(payload, files)
+    if built:
+        return built
     changed = _changed_since(commit, files, neutral_commits())
     if changed is None:
         return f"unknown (commit {commit[:10]} is not in this checkout's history)"
@@ -134,3 +143,35 @@ def staleness(payload: dict[str, Any]) -> str | None:
         shown = ", ".join(changed[:6]) + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")
         return f"stale (changed since: {shown})"
     return None
+
+
+def model_code_problem(payload: dict[str, Any], files: tuple[str, ...]) -> str | None:
+    """Why a result whose model came from the cache rests on other code than its run's (None: it does not): the
+    entry records no code version, was built with uncommitted changes, or by a commit after which its code changed."""
+    index = payload.get("index") or {}
+    if "built_with" not in index:
+        return ("stale (its model was reused from a cache entry of unknown code)" if index.get("reused") else None)
+    entries = index["built_with"] if isinstance(index["built_with"], list) else [index["built_with"]]
+    for entry in entries:
+        if not entry or not entry.get("commit"):
+            return "stale (its model was reused from a cache entry that records no code version)"
+        if entry.get("dirty") and set(entry.get("changed_files") or []) & set(files):
+            return "stale (its model was built with uncommitted changes)"
+        changed = _changed_since(entry["commit"], files, neutral_commits())
+        if changed:
+            return f"stale (its model was built at {entry['commit'][:10]}; changed since: {', '.join(changed[:6])})"
+    return None
+
+
+def stale_results(results: Path, datasets: list[str] | None = None) -> list[tuple[str, str, Path, str]]:
+    """Every current result under ``results`` whose code changed since it ran: (dataset, row, file, why)."""
+    from benchmark.records.results import current_results, load_result, result_datasets
+
+    found = []
+    for dataset in datasets or result_datasets(Path(results)):
+        current, _ = current_results(Path(results), dataset)
+        for row, path in sorted(current.items()):
+            why = staleness(load_result(path))
+            if why and why.startswith("stale"):
+                found.append((dataset, row, path, why))
+    return found

@@ -14,7 +14,7 @@ from typing import Any
 from benchmark.data.files import Dataset
 from benchmark.data.protocol import Fold, training_folds
 from benchmark.evaluation.measures import evaluate_with_per_query
-from benchmark.records.results import environment, write_result
+from benchmark.records.results import environment, git_state, write_result
 from benchmark.records.rows import row_name
 from benchmark.registry import RetrieverSpec
 from benchmark.runs.stages import StageClock
@@ -74,7 +74,7 @@ def _run_one(spec: RetrieverSpec, dataset: Dataset, output: Path, k: int, reuse_
     else:
         protocol, folds = "no training", [Fold("all", {}, {}, list(dataset.queries))]
     run: dict[str, list] = {}
-    fold_stats, fold_training, retriever, reused_all = [], [], probe, True
+    fold_stats, fold_training, retriever, reused_all, built = [], [], probe, True, []
     clock = StageClock()
     if extra and "load_s" in extra:
         clock.add("load", extra.pop("load_s"))
@@ -83,6 +83,7 @@ def _run_one(spec: RetrieverSpec, dataset: Dataset, output: Path, k: int, reuse_
         index_dir = root if len(folds) == 1 else root / fold.name
         reused = _fit_and_index(retriever, spec, dataset, fold, index_dir, reuse_index, clock)
         reused_all &= reused
+        built.append(built_with(index_dir))
         if not is_main():
             continue
         log.info("%s: searching %d queries (k=%d)", spec.name, len(fold.eval_qids), k)
@@ -110,7 +111,8 @@ def _run_one(spec: RetrieverSpec, dataset: Dataset, output: Path, k: int, reuse_
         "k": k,
         "metrics": metrics,
         "cost": cost,
-        "index": {"entry": _relative_to_cache(root), "reused": reused_all},
+        "index": {"entry": _relative_to_cache(root), "reused": reused_all,
+                  "built_with": built[0] if len(built) == 1 else built},
         "environment": environment(),
         **(extra or {}),
     }
@@ -203,7 +205,7 @@ def _rebuild_index(retriever, spec: RetrieverSpec, dataset: Dataset, index_dir: 
     except (OSError, ValueError):
         train_time = None  # the statistics file was the damaged one: the training time is not known any more
     for child in index_dir.iterdir():
-        if child.name not in ("model", "provenance.json", MANIFEST) and not child.name.endswith(".lock"):
+        if child.name not in ("model", "provenance.json", BUILT_WITH, MANIFEST) and not child.name.endswith(".lock"):
             shutil.rmtree(child) if child.is_dir() else child.unlink()
     retriever.restore_provenance(provenance)
     retriever.load_model(index_dir / "model")
@@ -261,9 +263,23 @@ def _build(retriever, spec: RetrieverSpec, dataset: Dataset, fold: Fold, index_d
     if rank != 0:
         return False
     write_json_atomic(index_dir / "index_stats.json", {key: getattr(retriever.stats, key) for key in INDEX_STAT_FIELDS})
+    write_json_atomic(index_dir / BUILT_WITH, git_state())  # the code this entry was built (and trained) with
     shutil.rmtree(index_dir / "checkpoints", ignore_errors=True)  # the model is saved; checkpoints only resumed
     seal(index_dir)
     return False
+
+
+#: Inside every cache entry: the commit (and dirty state) of the code that built it. A later run that reuses the
+#: entry records it, so a result made of a model trained by older code is marked stale against *that* code.
+BUILT_WITH = "built_with.json"
+
+
+def built_with(index_dir: Path) -> dict[str, Any] | None:
+    """The code an entry was built with (None: an entry from before entries recorded it)."""
+    try:
+        return json.loads((Path(index_dir) / BUILT_WITH).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _combine_costs(per_fold: list[dict[str, Any]]) -> dict[str, Any]:

@@ -107,6 +107,10 @@ class SparseEncoder(torch.nn.Module):
                 raise ValueError("a scratch model needs training texts")
             self._scratch(list(texts))
             return
+        # the heads the checkpoint lacks (the LRN's fc, made in __init__, and e5's unused pooler) are drawn from torch's
+        # global generator, which a fresh process seeds at random: seed it, as _scratch does, or every run of a
+        # pretrained LRN row trains from another head (the cause of prosper-e5's irreproducible runs)
+        torch.manual_seed((self.config.train_pretrained or self.config.train).seed)
         self.backbone = self._auto_class().from_pretrained(resolved.source, local_files_only=resolved.local_only,
                                                            dtype=self.plan.load_dtype)
         self.tokenizer = AutoTokenizer.from_pretrained(resolved.source, local_files_only=resolved.local_only)

@@ -117,10 +117,12 @@ def train(model: Trainable, pairs: list[tuple[str, str]], config: TrainConfig, w
     state_file = work_dir / "trainer_state.json"
     history: list[dict[str, float]] = []
     start_epoch, step, best, since_best, stopped = 0, 0, -1.0, 0, False
+    resumed_from = None  # the epoch a resumed training took up after (the result file says so)
     if state_file.exists():  # resume after an interruption
         state = json.loads(state_file.read_text())
         start_epoch, step, best, history = state["epoch"], state["step"], state["best"], state["history"]
         since_best, stopped = state.get("since_best", 0), state.get("stopped", False)
+        resumed_from = start_epoch
         model.load_weights(work_dir / "last")
         master = MasterWeights(parameters)  # the masters restart from the checkpoint's (rounded) weights
         optimizer = adamw(master.master, config)
@@ -192,7 +194,8 @@ def train(model: Trainable, pairs: list[tuple[str, str]], config: TrainConfig, w
         for name in ("optimizer.pt", "scheduler.pt"):
             (work_dir / "last" / name).unlink(missing_ok=True)
     best_epoch = max(history, key=lambda r: r.get("val_mrr", r["epoch"]))["epoch"] if history else None
-    return {"config": asdict(config), "epochs_run": len(history), "epochs_cap": epochs, "stopped_early": stopped,
+    return {"config": asdict(config), "resumed_from_epoch": resumed_from,
+            "epochs_run": len(history), "epochs_cap": epochs, "stopped_early": stopped,
             "pairs": len(pairs), "validation_pairs": len(validation),
             "validation_candidates": len(validation) and len({p for _, p in validation}) + len(distractors),
             "processes": size, "global_batch": plan.global_batch, "steps": step, "scheduled_steps": total,
