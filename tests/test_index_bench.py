@@ -18,7 +18,7 @@ def test_index_bench_tunes_on_some_queries_and_reports_on_others(tmp_path, capsy
     assert work.is_dir() and not any(work.iterdir())
     (report,) = json.loads(next((tmp_path / "index-bench").glob("*.json")).read_text())["reports"]
     config, rows = report["config"], report["rows"]
-    assert config["threads"] == 1 and config["floor_ns_per_posting"] > 0 and config["warmups"] == 2
+    assert "threads" not in config and config["floor_ns_per_posting"] > 0 and config["warmups"] == 2
     assert config["tuning_queries"] == config["evaluation_queries"] == 40  # disjoint sets, as many of each
     assert config["work_dir"] == "yet"  # the scratch folder by name: no machine-local path in a result file
     exact = [r for r in rows if r["exact"]]

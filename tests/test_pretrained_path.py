@@ -150,9 +150,10 @@ def test_a_paper_run_made_with_model_path_is_graded_against_the_paper_row(checkp
     counts = run_check(board, ["multicpr-ecom"], tmp_path, rerun=None, registry=registry, load_ok=lambda name: None,
                        emit=lines.append)
     graded = [line for line in lines if " prosper " in line]
-    # a tiny model graded against the paper's PROSPER: every metric line fails, and MRR@10 names the paper's 32.85
-    assert graded and all(line.startswith("[FAIL ]") and "expected" in line for line in graded), lines
-    assert any("MRR@10" in line and "expected 0.3285" in line for line in graded), lines
+    # a tiny model graded against the paper's PROSPER: every line is a grade against a paper value (none is "not
+    # comparable"), and MRR@10 fails against the paper's 32.85 (a Hit@k may land within tolerance by chance)
+    assert graded and all(line.startswith(("[OK", "[FAIL ]")) and "expected" in line for line in graded), lines
+    assert any(line.startswith("[FAIL ]") and "MRR@10" in line and "expected 0.3285" in line for line in graded), lines
     assert counts["not comparable"] == 0 and any("MRR@10" in line and str(path) in line for line in graded)
 
 
