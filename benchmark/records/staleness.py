@@ -1,9 +1,10 @@
 """Whether the code behind a result has changed since it ran: a row's dependency files and the commits since.
 
 A result is **stale** when a file its row depends on (the retriever's module and everything it imports from this
-repository, plus the data, protocol and evaluation modules) changed in a commit after the one it ran at, or had
-uncommitted changes when it ran. A commit listed in ``results/neutral-changes.yaml`` (with why it computes the same
-and the rerun that showed it) does not count.
+repository, modules it names for importlib included, plus the data, protocol, evaluation and runner modules) changed
+in a commit after the one it ran at, or had uncommitted changes when it ran - or when its model came from a cache
+entry built by code that has changed since (or that records no code version). A commit listed in
+``results/neutral-changes.yaml`` (with why it computes the same and the rerun that showed it) does not count.
 """
 
 from __future__ import annotations
@@ -140,6 +141,8 @@ def staleness(payload: dict[str, Any]) -> str | None:
     if changed is None:
         return f"unknown (commit {commit[:10]} is not in this checkout's history)"
     if changed:
+        own = _module_file(class_path.partition(":")[0])  # the row's own module first: the change a reader looks for
+        changed = sorted(changed, key=lambda path: (path != own, path))
         shown = ", ".join(changed[:6]) + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")
         return f"stale (changed since: {shown})"
     return None
