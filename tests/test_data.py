@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.data.datasets import DataError, DataFormatError, load_dataset, load_manifest, read_id_text
+from benchmark.data.datasets import load_dataset, load_manifest
 from benchmark.data.demo import generate_demo
+from benchmark.data.files import DataError, DataFormatError, read_id_text
 
 
 def test_pool_loads_with_every_dev_positive(pool):

@@ -78,7 +78,8 @@ def test_a_query_judged_only_not_relevant_is_left_out_and_counted(tmp_path):
 
 
 def test_a_qrels_line_repeated_with_another_relevance_is_refused_naming_both_lines(tmp_path):
-    from benchmark.data.datasets import DataFormatError, load_dataset
+    from benchmark.data.datasets import load_dataset
+    from benchmark.data.files import DataFormatError
 
     folder = _write_pool_like(tmp_path, ["q1\t0\tp1\t1\n", "q2\t0\tp3\t1\n", "q1\t0\tp1\t0\n"])
     with pytest.raises(DataFormatError, match=r"qrels.dev.tsv:3: .*again with relevance 0, after 1 on line 1"):

@@ -10,7 +10,7 @@ from benchmark.cli.parser import build_parser
 from benchmark.cli.results import cmd_check, cmd_compare, cmd_eval, cmd_fuse, cmd_plot, cmd_report
 from benchmark.cli.running import cmd_explain, cmd_list, cmd_run, cmd_tradeoff
 from benchmark.cli.studies import cmd_choose, cmd_cost_growth, cmd_index_bench, cmd_projection, cmd_spread
-from benchmark.data.datasets import DataError
+from benchmark.data.files import DataError
 from benchmark.registry import ConfigError
 from benchmark.runs.external import RunRefused
 from benchmark.runs.plan import PlanError

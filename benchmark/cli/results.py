@@ -7,8 +7,9 @@ import contextlib
 import sys
 from pathlib import Path
 
-from benchmark.cli.common import UsageError, load_data, output_problem, refuse_output, unknown_datasets
-from benchmark.data.datasets import DataError, load_dataset
+from benchmark.cli.common import UsageError, load_data, refuse_output, unknown_datasets
+from benchmark.data.datasets import load_dataset
+from benchmark.data.files import DataError
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -46,31 +47,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_fuse(args: argparse.Namespace) -> int:
     from benchmark.records.rows import own_name_problem
-    from benchmark.records.selection import SelectionError
     from benchmark.registry import load_registry
     from benchmark.runs.fusion import fuse_rows
 
     if args.dataset is None:
-        print("error: fuse needs --dataset", file=sys.stderr)
-        return 2
+        raise UsageError("fuse needs --dataset")
     if len(args.rows) < 2:
-        print("error: fuse needs at least two rows", file=sys.stderr)
-        return 2
+        raise UsageError("fuse needs at least two rows")
     problem = None if args.name is None else own_name_problem(args.name, load_registry())
     if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
+        raise UsageError(problem)
     output = Path(args.output or args.results)
-    problem = output_problem(output)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
+    refuse_output(output)
     dataset = load_data(args, with_train=False)
     try:
         path, payload = fuse_rows(Path(args.results), dataset, args.rows, args.method, output, args.name)
-    except (SelectionError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except ValueError as err:  # SelectionError is one
+        raise UsageError(str(err)) from None
     m = payload["metrics"]
     print(f"{payload['retriever']['name']}: MRR@10 {m['MRR@10'] * 100:.2f}  nDCG@10 {m['nDCG@10'] * 100:.2f}  "
           f"Hit@1000 {m['Hit@1000'] * 100:.2f}")
@@ -125,8 +118,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     results = Path(args.results)
     problem = unknown_datasets(results, args.dataset)
     if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
+        raise UsageError(problem)
     datasets = args.dataset or result_datasets(results)
     written = [p for d in datasets if (p := plot_tradeoff(results, d, Path(args.out) if args.out else results / "plots"))]
     for path in written:
@@ -147,13 +139,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         board = load_leaderboard(Path(args.leaderboard) if args.leaderboard else LEADERBOARD_FILE, set(registry))
     except LeaderboardError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise UsageError(str(err)) from None
     known = list(dict.fromkeys(e.dataset for e in board.entries))
     unknown = [d for d in args.dataset or [] if d not in known]
     if unknown:
-        print(f"error: the leaderboard has no entries for {unknown}; it has: {', '.join(known)}", file=sys.stderr)
-        return 2
+        raise UsageError(f"the leaderboard has no entries for {unknown}; it has: {', '.join(known)}")
     datasets = args.dataset or known
     loaded: dict[str, object] = {}
 

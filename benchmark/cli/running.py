@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmark.cli.common import load_data, print_summary, refuse_output
+from benchmark.cli.common import UsageError, load_data, print_summary, refuse_output
 from benchmark.data.datasets import list_manifests
 
 
@@ -80,8 +80,7 @@ def cmd_tradeoff(args: argparse.Namespace) -> int:
     names = args.names or grid.get("retrievers", [])
     unknown = [n for n in names if n not in registry]
     if unknown:
-        print(f"error: unknown retriever(s) {unknown}", file=sys.stderr)
-        return 2
+        raise UsageError(f"unknown retriever(s) {unknown}")
     if args.knobs:
         grid = {k: v for k, v in grid.items() if k in set(args.knobs) | {"retrievers"}}
     dataset = load_data(args, with_train=True)
@@ -105,8 +104,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     registry = load_registry()
     if args.name not in registry:
-        print(f"error: unknown retriever {args.name!r}", file=sys.stderr)
-        return 2
+        raise UsageError(f"unknown retriever {args.name!r}")
     overrides = parse_overrides(args.set)
     registry[args.name].build(overrides)  # settings checked before the data is read
     dataset = load_data(args, with_train=True)
@@ -116,8 +114,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if not hasattr(retriever, "explain"):
-        print(f"error: {args.name} has no term view (only learned sparse retrievers do)", file=sys.stderr)
-        return 2
+        raise UsageError(f"{args.name} has no term view (only learned sparse retrievers do)")
     text = " ".join(args.text)
     print(f"{args.name} ({dataset.name}) {args.side}: {text}")
     print(f"{'term':<16} {'weight':>8}  origin")

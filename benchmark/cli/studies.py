@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from benchmark.cli.common import UsageError
 
 
 def cmd_index_bench(args: argparse.Namespace) -> int:
@@ -54,8 +55,7 @@ def cmd_cost_growth(args: argparse.Namespace) -> int:
     try:
         path, rows = write(results, args.dataset, Path(args.output) if args.output else results / "cost-growth")
     except FileNotFoundError as err:
-        print(f"error: {err}; run e.g. 'python -m benchmark run bm25-bert --dataset scale-10k' first", file=sys.stderr)
-        return 2
+        raise UsageError(f"{err}; run e.g. 'python -m benchmark run bm25-bert --dataset scale-10k' first") from None
     print(markdown(rows))
     print(f"\nwrote {path}")
     return 0
@@ -66,15 +66,13 @@ def cmd_spread(args: argparse.Namespace) -> int:
     from benchmark.registry import load_registry
 
     if args.name not in load_registry():
-        print(f"error: unknown retriever {args.name!r}", file=sys.stderr)
-        return 2
+        raise UsageError(f"unknown retriever {args.name!r}")
     try:
         summary = (resummarize(args.name, args.dataset, Path(args.output)) if args.resummarize else
                    measure(args.name, args.dataset, Path(args.output), args.seeds, args.kernels, args.seed_key,
                            args.data_dir, args.native))
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise UsageError(str(err)) from None
     for key, run in summary["runs"].items():
         print(f"{key:<14} {run['capability'] or '-':<8} " + " ".join(f"{m} {v:.4f}" for m, v in run["metrics"].items()))
     print(f"tolerance {summary['tolerance']} ({summary['rule']})")
@@ -88,8 +86,7 @@ def cmd_choose(args: argparse.Namespace) -> int:
     try:
         choice = choose(Path(args.results), args.dataset, args.name, args.knob, args.tolerance)
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise UsageError(str(err)) from None
     print(f"{'value':>10} {'validation MRR':>15} {'terms/passage':>14} {'terms/query':>12}")
     for point in choice["points"]:
         mrr = point["validation_mrr"]

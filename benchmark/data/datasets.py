@@ -18,14 +18,7 @@ from typing import Any
 import yaml
 
 from benchmark import REPO_ROOT
-from benchmark.data.files import (  # noqa: F401 (the loaders' types, importable from here too)
-    DataError,
-    DataFormatError,
-    Dataset,
-    build_qrels,
-    read_id_text,
-    read_qrels,
-)
+from benchmark.data.files import DataError, Dataset, build_qrels, read_id_text
 from retrievers.resources.artefacts import sha256_of
 from retrievers.resources.cache import cache_dir
 

@@ -5,9 +5,9 @@ Per dataset, only results of each row's *current* config (``benchmark.records.ro
 older than their config are listed in a short "superseded" appendix with no numbers. Rows are grouped by provenance:
 real weights and tokenizers first; scratch models (same architecture, small, trained here) apart, and on the pool in a
 section plainly labelled as smoke runs. Seeds of one row (rows that differ from it only in ``*.seed``) are one line:
-mean and spread. Marks come from paired significance tests over the queries (``benchmark.evaluation.significance``):
-† differs from
-BM25 (BERT tok), ‡ differs from the best row, both Holm-corrected at 5%. Effectiveness (MRR@10, nDCG@10, MAP, Hit@k),
+mean and spread. Marks come from paired significance tests over the queries (``benchmark.evaluation.significance``,
+through ``benchmark.report.collection``): † differs from BM25 (BERT tok), ‡ differs from the best row, both
+Holm-corrected at 5%. Effectiveness (MRR@10, nDCG@10, MAP, Hit@k),
 cost (FLOPS, index size and bytes per passage, latency) and provenance sit side by side, so no scratch or pool number
 is ever mistaken for a paper number.
 """

@@ -51,8 +51,9 @@ def _line(name: str, what: str, row: Row | None) -> str:
             f"{'-' if terms is None else f'{terms:.0f}'} | {len(row.payloads)} | {_minutes(row)} |")
 
 
-def render_block(results: Path, dataset: str, spec: str, _cache: dict | None = None) -> str:
-    cache = _cache if _cache is not None else {}
+def render_block(results: Path, dataset: str, spec: str, cache: dict | None = None) -> str:
+    """One declared table; ``cache`` keeps each dataset's rows between the blocks of one file (collected once)."""
+    cache = cache if cache is not None else {}
     if dataset not in cache:
         rows, _ = collect(results, dataset)
         mark_significance(rows)

@@ -65,7 +65,7 @@ def fuse_runs(runs: list[dict[str, list[tuple[str, float]]]], qrels: dict[str, d
 
 def fuse_rows(results: Path, dataset, rows: list[str], method: str, output: Path, name: str | None = None
               ) -> tuple[Path, dict[str, Any]]:
-    """Fuse the current results of ``rows`` on ``dataset`` (a loaded :class:`benchmark.data.datasets.Dataset`)."""
+    """Fuse the current results of ``rows`` on ``dataset`` (a loaded :class:`benchmark.data.files.Dataset`)."""
     selected = select_results(results, dataset.name, rows)
     runs, parts = [], []
     for row, pick in selected.items():

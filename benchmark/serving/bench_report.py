@@ -39,7 +39,6 @@ class Report:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-
 def choose_points(report: Report) -> None:
     """Mark each engine's points, chosen on the tuning queries only: the fastest exact setting, and the fastest
     setting with tuning recall >= 0.99 (the most accurate where none reaches it)."""

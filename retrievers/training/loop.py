@@ -67,7 +67,6 @@ from retrievers.training.validation import validation_distractors, validation_mr
 log = logging.getLogger("benchmark.training")
 
 
-
 # ------------------------------------------------------------------------------------------------------ batching
 
 

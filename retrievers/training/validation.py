@@ -15,6 +15,7 @@ from retrievers.training.config import Trainable
 #: Bound on validation's working memory beyond the model (query vectors kept + one micro-batch of passages).
 VALIDATION_MEMORY_BYTES = int(float(os.environ.get("PROSPER_BENCH_VALIDATION_MEMORY_MB", "512")) * 2**20)
 
+
 def _compact(vectors: np.ndarray) -> np.ndarray | sp.csr_matrix:
     """Sparse rows when that is smaller (windowed sparse representations), dense rows otherwise."""
     density = np.count_nonzero(vectors) / max(1, vectors.size)
